@@ -1,2 +1,22 @@
-"""doubledip: Double-DIP unsupervised image decomposition (placeholder during bootstrap)."""
+"""doubledip: Double-DIP unsupervised image decomposition (Gandelsman, Shocher, Irani, CVPR 2019).
+
+    import doubledip as dd
+    r = dd.dehaze("hazy.png")            # r.image, r.transmission, r.airlight
+    r = dd.separate(mixture)             # r.layers, r.reconstruction
+    r.save("out/")
+
+Importing this package loads torch but never triton, onnx or CUDA.
+"""
+from doubledip.engine.config import SolverConfig, UNetConfig
+from doubledip.engine.tasks.dehazing import dehaze
+from doubledip.engine.tasks.pair import separate_pair
+from doubledip.engine.tasks.segmentation import segment
+from doubledip.engine.tasks.separation import separate
+from doubledip.engine.tasks.watermark import remove_watermark, remove_watermark_multi
+
 __version__ = "0.1.0"
+
+__all__ = [
+    "SolverConfig", "UNetConfig",
+    "dehaze", "separate", "separate_pair", "segment", "remove_watermark", "remove_watermark_multi",
+]

@@ -1,0 +1,168 @@
+"""The optimisation loop shared by every task: stages, Adam, logging, progress, on-device tracking.
+
+A task describes itself as a :class:`Problem`: its nets, its stages and one ``step`` per iteration
+that returns the loss and what to track. The loop never reads a device value back except every
+``log_every`` iterations (history, callback, progress bar).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import torch
+from torch import nn
+
+from doubledip.engine.config import SolverConfig
+
+MASK64 = (1 << 64) - 1
+
+
+def derive_seed(*keys: int) -> int:
+    """A well-mixed 63-bit seed from integer keys (splitmix64 over the sequence)."""
+    x = 0x9E3779B97F4A7C15
+    for k in keys:
+        x = (x ^ (int(k) & MASK64)) & MASK64
+        x = (x + 0x9E3779B97F4A7C15) & MASK64
+        z = x
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
+        x = z ^ (z >> 31)
+    return x & 0x7FFF_FFFF_FFFF_FFFF
+
+
+def split_iterations(total: Optional[int], defaults: tuple[int, ...]) -> tuple[int, ...]:
+    """Split ``total`` over stages in the proportions of ``defaults`` (None: the defaults).
+    Every stage gets at least one iteration; the parts add up to ``total``."""
+    if total is None:
+        return tuple(defaults)
+    if total < len(defaults):
+        raise ValueError(f"iterations must be at least {len(defaults)} for this task "
+                         f"(one per stage), got {total}")
+    whole = sum(defaults)
+    parts = [max(1, int(total * d / whole)) for d in defaults]
+    parts[-1] = total - sum(parts[:-1])
+    while parts[-1] < 1:  # can only happen for tiny totals
+        i = max(range(len(parts) - 1), key=lambda j: parts[j])
+        parts[i] -= 1
+        parts[-1] += 1
+    return tuple(parts)
+
+
+@dataclass
+class Step:
+    """What one iteration of a task returns.
+
+    loss: 0-dim tensor to minimise. terms: named 0-dim tensors for the history (optional).
+    psnr: 0-dim reconstruction PSNR on the un-augmented image, or None when not measured.
+    """
+
+    loss: torch.Tensor
+    psnr: Optional[torch.Tensor] = None
+    terms: dict = field(default_factory=dict)
+
+
+class BestTracker:
+    """Keeps the outputs with the highest PSNR seen, on the device (no host sync).
+
+    ``strict``: a new PSNR must exceed the best (True) or may equal it (False) to replace it.
+    """
+
+    def __init__(self, strict: bool = True):
+        self.strict = strict
+        self.psnr: Optional[torch.Tensor] = None
+        self.outputs: Optional[dict] = None
+
+    def update(self, psnr: torch.Tensor, outputs: dict) -> None:
+        psnr = psnr.detach()
+        outputs = {k: v.detach() for k, v in outputs.items()}
+        if self.psnr is None:
+            self.psnr, self.outputs = psnr.clone(), {k: v.clone() for k, v in outputs.items()}
+            return
+        better = psnr > self.psnr if self.strict else psnr >= self.psnr
+        self.outputs = {k: torch.where(better, v, self.outputs[k]) for k, v in outputs.items()}
+        self.psnr = torch.where(better, psnr, self.psnr)
+
+
+class Problem:
+    """A task's optimisation problem. Subclasses set ``nets`` and ``stage_iterations`` and
+    implement :meth:`step`; :meth:`stop_requested` may end a stage early (a 0-dim bool tensor)."""
+
+    nets: nn.ModuleDict
+    stage_iterations: tuple[int, ...]
+    stage_names: tuple[str, ...] = ()
+
+    def step(self, stage: int, k: int, last: bool, log: bool) -> Step:  # pragma: no cover - interface
+        """One iteration's loss; ``log``: the loop will read this step's values (measure PSNR)."""
+        raise NotImplementedError
+
+    def end_stage(self, stage: int) -> None:
+        """Called after the last iteration of each stage."""
+
+    def stop_requested(self, stage: int) -> Optional[torch.Tensor]:
+        return None
+
+
+class ProgressReporter:
+    """Progress bar + callback + history, fed every ``log_every`` iterations."""
+
+    def __init__(self, config: SolverConfig, total: int, label: str):
+        self.config = config
+        self.history: list[dict] = []
+        self.bar = None
+        if config.progress:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, desc=label, unit="it", dynamic_ncols=True, leave=True)
+        self.done = 0
+        self.start = time.perf_counter()
+
+    def log(self, record: dict, advanced: int) -> None:
+        record = {k: (float(v) if isinstance(v, torch.Tensor) else v) for k, v in record.items()}
+        record["seconds"] = time.perf_counter() - self.start
+        self.history.append(record)
+        if self.bar is not None:
+            self.bar.update(advanced)
+            post = {"loss": f"{record['loss']:.4f}"}
+            if record.get("psnr") is not None and math.isfinite(record["psnr"]):
+                post["psnr"] = f"{record['psnr']:.2f}"
+            self.bar.set_postfix(post, refresh=False)
+        if self.config.callback is not None:
+            self.config.callback(dict(record))
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def run_problem(problem: Problem, config: SolverConfig, lr: float, reporter: ProgressReporter,
+                extra: Optional[dict] = None, first_iteration: int = 0) -> None:
+    """Optimise ``problem`` stage by stage: a fresh Adam over all nets' parameters per stage.
+    ``first_iteration`` numbers the history when one call is a later part of a run (a pass)."""
+    params = [p for p in problem.nets.parameters() if p.requires_grad]
+    done_before = first_iteration
+    for stage, T in enumerate(problem.stage_iterations):
+        optimizer = torch.optim.Adam(params, lr=lr)
+        since_log = 0
+        for k in range(T):
+            last = k == T - 1
+            log = (k + 1) % config.log_every == 0 or last
+            optimizer.zero_grad(set_to_none=True)
+            out = problem.step(stage, k, last, log)
+            out.loss.backward()
+            optimizer.step()
+            since_log += 1
+            if log:
+                record = {"stage": stage, "iteration": done_before + k, "loss": out.loss.detach(),
+                          "psnr": out.psnr.detach() if out.psnr is not None else None}
+                record.update({name: t.detach() for name, t in out.terms.items()})
+                if extra:
+                    record.update(extra)
+                reporter.log(record, since_log)
+                since_log = 0
+                stop = problem.stop_requested(stage)
+                if stop is not None and bool(stop):
+                    break
+        problem.end_stage(stage)
+        done_before += T

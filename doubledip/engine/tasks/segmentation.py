@@ -1,0 +1,134 @@
+"""Foreground/background segmentation (ALGORITHM.md 6.3): two layer DIPs blended by a mask DIP."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from doubledip.engine.config import SEGMENT, SolverConfig, UNetConfig
+from doubledip.engine.io import load_hint, load_image
+from doubledip.engine.losses import blend_loss, gray_loss, masked_l1, psnr
+from doubledip.engine.post import guided_filter
+from doubledip.engine.results import SegmentationResult
+from doubledip.engine.solver import Step, run_problem, split_iterations
+from doubledip.engine.tasks.common import ImageProblem, hwc, resolve, timed_run
+
+DEFAULT_ITERATIONS = (2000, 4000)
+DEFAULT_LR = 1e-3
+STOP_PSNR = 30.0  # stage 2 ends once the reconstruction is this good
+HINT_ITERATIONS = 1000  # with hints, stage 2 keeps the hint terms while k <= this
+MASK_NET = UNetConfig(2, 1, SEGMENT.channels, SEGMENT.skip_channels, 3)
+
+
+def noise_sigma(stage: int, k: int, last: bool) -> float:
+    if stage == 1 and last:
+        return 0.0
+    return (k // 100) / 1000 if k < 1000 else 1 / 1000
+
+
+def gray_weight(k: int, hinted: bool) -> float:
+    """Weight of Gray(m) in stage 2: 0.001 * (min(k, 1000) // 100) with hints, 0.01 * (k // 100) without."""
+    return 0.001 * (min(k, 1000) // 100) if hinted else 0.01 * (k // 100)
+
+
+class SegmentationProblem(ImageProblem):
+    def __init__(self, image, fg, bg, iterations, seed):
+        super().__init__(seed, image.device, tuple(image.shape[-2:]), [SEGMENT])
+        self.image = image
+        self.target = self.pad(image)
+        self.hinted = fg is not None
+        if self.hinted:
+            self.fg, self.bg = self.pad(fg), self.pad(bg)
+            self.mask_target = (self.fg - self.bg + 1) / 2
+        self.nets = self.build({"foreground": SEGMENT, "background": SEGMENT, "mask": MASK_NET})
+        # the reference's quirk, kept: both layer nets share one noise input (perturbed separately)
+        shared = self.noise(2)
+        self.inputs = {"foreground": shared, "background": shared, "mask": self.noise(2)}
+        self.stage_iterations = iterations
+        self.current = None
+        self.stage_ends: list[tuple[torch.Tensor, dict]] = []
+        self.stopped = None  # 0-dim bool on the device, stage 2 only
+
+    def step(self, stage: int, k: int, last: bool, log: bool = False) -> Step:
+        sigma = noise_sigma(stage, k, last)
+        left = self.nets["foreground"](self.perturbed(self.inputs["foreground"], sigma, stage, k, 0))
+        right = self.nets["background"](self.perturbed(self.inputs["background"], sigma, stage, k, 1))
+        m = self.nets["mask"](self.perturbed(self.inputs["mask"], sigma, stage, k, 2))
+        terms = {}
+        if stage == 0:
+            if self.hinted:
+                loss = (masked_l1(left, self.target, self.fg) + masked_l1(right, self.target, self.bg)
+                        + (self.mask_target - m).abs().mean())
+            else:
+                loss = (m - 0.5).abs().mean()
+        else:
+            recon = blend_loss(m, left, right, self.target, "l1")
+            loss = 0.5 * recon
+            if self.hinted and k <= HINT_ITERATIONS:
+                loss = loss + masked_l1(left, self.target, self.fg) + masked_l1(right, self.target, self.bg)
+            loss = loss + gray_weight(k, self.hinted) * gray_loss(m)
+            terms["reconstruction"] = recon
+        outs = {"foreground": self.crop(left.detach()), "background": self.crop(right.detach()),
+                "soft_mask": self.crop(m.detach())}
+        quality = psnr(self.image, outs["soft_mask"] * outs["foreground"]
+                       + (1 - outs["soft_mask"]) * outs["background"])
+        if stage == 1:
+            # result = outputs of the first iteration whose PSNR passes STOP_PSNR (or the last);
+            # latched on the device, so the loop need not read the PSNR every step
+            if self.stopped is None:
+                self.stopped = torch.zeros((), dtype=torch.bool, device=self.device)
+                self.current = (quality, outs)
+            else:
+                keep = self.stopped
+                self.current = (torch.where(keep, self.current[0], quality),
+                                {n: torch.where(keep, self.current[1][n], v) for n, v in outs.items()})
+            self.stopped = self.stopped | (quality > STOP_PSNR)
+        else:
+            self.current = (quality, outs)
+        return Step(loss, quality, terms)
+
+    def stop_requested(self, stage: int):
+        return self.stopped if stage == 1 else None
+
+    def end_stage(self, stage: int) -> None:
+        self.stage_ends.append(self.current)
+
+    def result(self) -> dict:
+        """The better stage end by PSNR (ties: the later one, as the reference)."""
+        (p1, o1), (p2, o2) = self.stage_ends
+        later = p2 >= p1
+        return {n: torch.where(later, o2[n], o1[n]) for n in o1}
+
+
+def segment(image, fg_hint=None, bg_hint=None, config: SolverConfig | None = None, *,
+            iterations: int | None = None, seed: int | None = None, device: str | None = None,
+            progress: bool | None = None) -> SegmentationResult:
+    """Foreground/background segmentation, with hints (binary maps marking sure foreground and
+    sure background) or without (a weaker variant).
+
+    Returns ``mask`` (H x W in {0, 1}), ``soft_mask``, ``foreground``, ``background``.
+    Default 2000 + 4000 iterations, lr 1e-3; the mask is refined by a guided filter.
+    """
+    config = resolve(config, iterations=iterations, seed=seed, device=device, progress=progress)
+    if (fg_hint is None) != (bg_hint is None):
+        raise ValueError("segment: give both fg_hint and bg_hint, or neither; got "
+                         f"fg_hint={'set' if fg_hint is not None else None}, "
+                         f"bg_hint={'set' if bg_hint is not None else None}")
+    dev = config.resolve_device()
+    img = load_image(image, "image", dev)
+    size = tuple(img.shape[-2:])
+    fg = load_hint(fg_hint, "fg_hint", size, dev) if fg_hint is not None else None
+    bg = load_hint(bg_hint, "bg_hint", size, dev) if bg_hint is not None else None
+    stages = split_iterations(config.iterations, DEFAULT_ITERATIONS)
+    with timed_run(config, sum(stages), "segment") as (reporter, start):
+        problem = SegmentationProblem(img, fg, bg, stages, config.seed)
+        run_problem(problem, config, config.lr or DEFAULT_LR, reporter)
+        best = problem.result()
+        refined = guided_filter(img, best["soft_mask"], radius=50, eps=1e-4)
+        mask = (refined > 0.5).float()
+        return SegmentationResult(
+            task="segment", mask=hwc(mask), soft_mask=hwc(best["soft_mask"]),
+            foreground=hwc(best["foreground"]), background=hwc(best["background"]),
+            history=reporter.history, seconds=time.perf_counter() - start, config=config,
+            fitted=problem.fitted(problem.inputs))

@@ -1,0 +1,169 @@
+"""Watermark removal: one image with a hint (ALGORITHM.md 6.5), several images without (6.6)."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from doubledip.engine.config import LAYER5, MULTI_WATERMARK, WATERMARK_MASK, SolverConfig, UNetConfig
+from doubledip.engine.inputs import all_augmentations
+from doubledip.engine.io import load_hint, load_image
+from doubledip.engine.losses import blend_loss, masked_l1, psnr
+from doubledip.engine.post import median_of_runs
+from doubledip.engine.results import MultiWatermarkResult, WatermarkResult
+from doubledip.engine.solver import Step, derive_seed, run_problem, split_iterations
+from doubledip.engine.tasks.common import ImageProblem, hwc, resolve, timed_run
+
+DEFAULT_LR = 1e-3
+DEFAULT_REPEATS = 3
+HINT_ITERATIONS = (4000, 7000)
+MULTI_ITERATIONS = (4000,)
+CLEAN = UNetConfig(2, 3, LAYER5.channels, LAYER5.skip_channels, 5)
+MULTI_WATERMARK_NET = UNetConfig(2, 3, MULTI_WATERMARK.channels, MULTI_WATERMARK.skip_channels, 3)
+VISIBLE = 0.1  # multi-image: pixels whose median(m * w) is below this keep the input
+
+
+def augmentation_index(k: int, last: bool) -> int:
+    """k % 4 in {1, 2, 3}: identity; else (k // 2) % 8; the last: identity."""
+    if last or k % 4:
+        return 0
+    return (k // 2) % 8
+
+
+def ramp_sigma(k: int, last: bool, every: int) -> float:
+    return 0.0 if last else (k // every) / 1000
+
+
+class HintedWatermarkProblem(ImageProblem):
+    def __init__(self, image, hint, iterations, seed):
+        super().__init__(seed, image.device, tuple(image.shape[-2:]), [CLEAN, WATERMARK_MASK])
+        self.image, self.hint = image, hint
+        self.targets = all_augmentations(self.pad(image))
+        self.hints = all_augmentations(self.pad(hint))
+        self.nets = self.build({"clean": CLEAN, "watermark": CLEAN, "mask": WATERMARK_MASK})
+        self.inputs = {name: self.noise_augmented(2) for name in ("clean", "watermark", "mask")}
+        self.stage_iterations = iterations
+        self.outputs = None
+
+    def step(self, stage: int, k: int, last: bool, log: bool = False) -> Step:
+        a = augmentation_index(k, last)
+        sigma = ramp_sigma(k, last, 300 if stage == 0 else 700)
+        target, h = self.targets[a], self.hints[a]
+        clean = self.nets["clean"](self.perturbed(self.inputs["clean"][a], sigma, stage, k, 0))
+        loss = masked_l1(clean, target, 1 - h)
+        quality = None
+        if stage == 1:
+            w = self.nets["watermark"](self.perturbed(self.inputs["watermark"][a], sigma, stage, k, 1))
+            m = self.nets["mask"](self.inputs["mask"][a])  # the mask input is never perturbed
+            # 0.5 * L1(h*m*w + (1-m)*clean, I): the blend with a = h*w
+            loss = loss + 0.5 * blend_loss(m, h * w, clean, target, "l1")
+            if last or log:
+                quality = psnr(target, m.detach() * h * w.detach() + (1 - m.detach()) * clean.detach())
+            if last:  # a == 0 at the last iteration: the outputs are in the image's orientation
+                self.outputs = {"clean": self.crop(clean.detach()), "watermark": self.crop(w.detach()),
+                                "mask": self.crop(m.detach())}
+        return Step(loss, quality)
+
+
+class MultiWatermarkProblem(ImageProblem):
+    def __init__(self, images: list[torch.Tensor], iterations, seed):
+        super().__init__(seed, images[0].device, tuple(images[0].shape[-2:]), [CLEAN, MULTI_WATERMARK])
+        self.images = images
+        self.targets = [all_augmentations(self.pad(im)) for im in images]
+        nets = {f"clean_{i}": CLEAN for i in range(len(images))}
+        nets.update({"mask": MULTI_WATERMARK, "watermark": MULTI_WATERMARK_NET})
+        self.nets = self.build(nets)
+        self.inputs = {name: self.noise_augmented(2) for name in nets}
+        self.stage_iterations = iterations
+        self.outputs = None
+
+    def step(self, stage: int, k: int, last: bool, log: bool = False) -> Step:
+        a = augmentation_index(k, last)
+        sigma = ramp_sigma(k, last, 400)  # the clean nets' inputs only
+        w = self.nets["watermark"](self.inputs["watermark"][a])
+        m = self.nets["mask"](self.inputs["mask"][a])
+        loss, cleans = 0, []
+        for i in range(len(self.images)):
+            c = self.nets[f"clean_{i}"](self.perturbed(self.inputs[f"clean_{i}"][a], sigma, stage, k, i))
+            loss = loss + blend_loss(m, w, c, self.targets[i][a], "l1")
+            cleans.append(c)
+        quality = None
+        if last or log:
+            quality = psnr(self.targets[0][a], m.detach() * w.detach() + (1 - m.detach()) * cleans[0].detach())
+        if last:
+            self.outputs = {"watermark": self.crop(w.detach()), "mask": self.crop(m.detach()),
+                            "cleans": [self.crop(c.detach()) for c in cleans]}
+        return Step(loss, quality)
+
+
+def _repeats(config: SolverConfig) -> int:
+    return config.repeats or DEFAULT_REPEATS
+
+
+def remove_watermark(image, hint, config: SolverConfig | None = None, *, iterations: int | None = None,
+                     seed: int | None = None, device: str | None = None,
+                     progress: bool | None = None) -> WatermarkResult:
+    """Remove a watermark whose region ``hint`` marks (1 over the watermark, 0 elsewhere).
+
+    Returns ``image`` (clean H x W x 3: the input outside the hint), ``watermark`` and ``mask``.
+    Default 4000 + 7000 iterations, lr 1e-3, 3 repeats combined by a per-pixel median.
+    """
+    config = resolve(config, iterations=iterations, seed=seed, device=device, progress=progress)
+    dev = config.resolve_device()
+    img = load_image(image, "image", dev)
+    h = load_hint(hint, "hint", tuple(img.shape[-2:]), dev)
+    stages = split_iterations(config.iterations, HINT_ITERATIONS)
+    repeats = _repeats(config)
+    runs = []
+    with timed_run(config, sum(stages) * repeats, "remove-watermark") as (reporter, start):
+        for r in range(repeats):
+            problem = HintedWatermarkProblem(img, h, stages, derive_seed(config.seed, 10, r))
+            run_problem(problem, config, config.lr or DEFAULT_LR, reporter, extra={"repeat": r})
+            runs.append(problem.outputs)
+        clean = median_of_runs([o["clean"] for o in runs])
+        final = (1 - h) * img + h * clean
+        return WatermarkResult(
+            task="remove_watermark", image=hwc(final),
+            watermark=hwc(median_of_runs([o["watermark"] for o in runs])),
+            mask=hwc(median_of_runs([o["mask"] for o in runs])),
+            history=reporter.history, seconds=time.perf_counter() - start, config=config,
+            fitted=problem.fitted({n: v[0] for n, v in problem.inputs.items()}))
+
+
+def remove_watermark_multi(images, config: SolverConfig | None = None, *, iterations: int | None = None,
+                           seed: int | None = None, device: str | None = None,
+                           progress: bool | None = None) -> MultiWatermarkResult:
+    """Remove one watermark shared by several images of one size (no hint needed).
+
+    Returns ``images`` (clean, H x W x 3 each), ``watermark`` (median of mask x watermark, values
+    below 0.1 zeroed) and ``mask``. Default 4000 iterations, lr 1e-3, 3 repeats with a median.
+    """
+    config = resolve(config, iterations=iterations, seed=seed, device=device, progress=progress)
+    if isinstance(images, (str, bytes)) or not hasattr(images, "__len__"):
+        raise TypeError(f"images must be a list of images, got {type(images).__name__}")
+    if len(images) < 2:
+        raise ValueError(f"remove_watermark_multi needs at least 2 images sharing a watermark, got {len(images)}")
+    dev = config.resolve_device()
+    imgs = [load_image(im, f"images[{i}]", dev) for i, im in enumerate(images)]
+    for i, im in enumerate(imgs[1:], 1):
+        if im.shape != imgs[0].shape:
+            raise ValueError(f"all images must have one size: images[0] is {tuple(imgs[0].shape[-2:])}, "
+                             f"images[{i}] is {tuple(im.shape[-2:])} (H x W)")
+    stages = split_iterations(config.iterations, MULTI_ITERATIONS)
+    repeats = _repeats(config)
+    runs = []
+    with timed_run(config, sum(stages) * repeats, "remove-watermark-multi") as (reporter, start):
+        for r in range(repeats):
+            problem = MultiWatermarkProblem(imgs, stages, derive_seed(config.seed, 11, r))
+            run_problem(problem, config, config.lr or DEFAULT_LR, reporter, extra={"repeat": r})
+            runs.append(problem.outputs)
+        visible = median_of_runs([o["mask"] * o["watermark"] for o in runs])
+        keep = (visible < VISIBLE).float()
+        cleans = [median_of_runs([o["cleans"][i] for o in runs]) for i in range(len(imgs))]
+        finals = [keep * im + (1 - keep) * c for im, c in zip(imgs, cleans)]
+        return MultiWatermarkResult(
+            task="remove_watermark_multi", images=[hwc(f) for f in finals],
+            watermark=hwc(visible * (1 - keep)), mask=hwc(median_of_runs([o["mask"] for o in runs])),
+            history=reporter.history, seconds=time.perf_counter() - start, config=config,
+            fitted=problem.fitted({n: v[0] for n, v in problem.inputs.items()}))
