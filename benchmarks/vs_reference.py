@@ -25,8 +25,10 @@ Each (side, task, seed) runs in its own process with ``OMP_NUM_THREADS``/``MKL_N
 - s/iter: median over blocks of ``--block`` iterations, after ``--warmup`` iterations, of the
   wall time per iteration (the authors' loop is timed at each call of their per-iteration
   closure; ours through the solver's callback every ``--block`` iterations);
-- peak memory: the process's peak resident set size (``getrusage`` ``ru_maxrss``), and the
-  peak above the resident size just before optimisation starts (inputs and nets built);
+- peak memory: the process's peak resident set size (``getrusage`` ``ru_maxrss``; torch's CPU
+  allocations are not seen by tracemalloc), and the peak above the resident size just before
+  optimisation (authors: after their constructor built nets and inputs; ours: before the API
+  call, which builds them);
 - quality: the quality suite's metrics against the case's ground truth
   (``doubledip.evaluation.metrics``).
 
