@@ -1,0 +1,85 @@
+"""The skip U-Net: parameter counts of ALGORITHM.md's table, shapes, batch statistics, config checks."""
+import pytest
+import torch
+
+import doubledip as dd
+from doubledip.engine import config as cfgs
+
+TABLE = [  # (config, parameter count) as published
+    (dd.UNetConfig(3, 3, (8, 16, 32, 64, 128), (0, 0, 0, 4, 4), 5), 1_544_987),
+    (dd.UNetConfig(2, 3, (8, 16, 32, 64, 128), (0, 0, 0, 4, 4), 5), 1_544_787),
+    (dd.UNetConfig(2, 1, (8, 16, 32, 64, 128), (0, 0, 0, 4, 4), 5), 1_544_769),
+    (dd.UNetConfig(8, 3, (8, 16, 32, 64, 128), (0, 0, 0, 4, 4), 3), 573_187),
+    (dd.UNetConfig(8, 1, (8, 16, 32, 64, 128), (0, 0, 0, 4, 4), 3), 573_169),
+    (dd.UNetConfig(2, 3, (8, 16, 32), (0, 0, 0), 3), 35_179),
+    (dd.UNetConfig(2, 1, (8, 16, 32), (0, 0, 0), 3), 35_161),
+    (dd.UNetConfig(2, 1, (8, 16, 32, 64), (0, 0, 0, 4), 3), 144_045),
+    (dd.UNetConfig(2, 1, (8, 16, 32, 64, 128), (0, 0, 0, 4, 4), 3), 572_737),
+    (dd.UNetConfig(2, 3, (8, 16, 32, 64, 128), (0, 0, 0, 4, 4), 3), 572_755),
+]
+
+
+@pytest.mark.parametrize("cfg,count", TABLE)
+def test_parameter_counts_match_the_published_table(cfg, count):
+    net = cfg.build()
+    assert isinstance(net, torch.nn.Module)
+    assert sum(p.numel() for p in net.parameters()) == count
+
+
+def test_named_presets_are_the_table_rows():
+    assert cfgs.LAYER5 == TABLE[0][0] and cfgs.DEHAZE == TABLE[3][0] and cfgs.SEGMENT == TABLE[5][0]
+    assert cfgs.WATERMARK_MASK == TABLE[7][0] and cfgs.MULTI_WATERMARK == TABLE[8][0]
+
+
+def test_output_shape_range_and_non_square_input():
+    torch.manual_seed(0)
+    net = dd.UNetConfig(2, 3, (8, 16, 32), (0, 0, 4), 3).build()
+    y = net(torch.rand(2, 2, 32, 48)).detach()
+    assert y.shape == (2, 3, 32, 48)
+    assert float(y.min()) > 0 and float(y.max()) < 1
+
+
+def test_batch_statistics_are_used_even_after_eval():
+    torch.manual_seed(0)
+    net = dd.UNetConfig(2, 1, (8, 16), (0, 4), 3).build()
+    z = torch.rand(1, 2, 16, 16)
+    before = net(z)
+    net.eval()
+    assert net.training
+    torch.testing.assert_close(net(z), before)
+
+
+def test_size_rules():
+    cfg = cfgs.LAYER5
+    assert cfg.size_multiple == 32
+    assert cfg.min_size == 96  # 5x5 kernels: the deepest level (H/32) must exceed its pad of 2
+    assert cfg.padded_size(50, 200) == (96, 224)
+    with pytest.raises(ValueError, match="divisible by 32"):
+        cfg.build()(torch.rand(1, 3, 96, 100))
+
+
+@pytest.mark.parametrize("kwargs,exc", [
+    (dict(channels=(8, 16), skip_channels=(0,)), ValueError),
+    (dict(kernel_size=4), ValueError),
+    (dict(in_channels=0), ValueError),
+    (dict(in_channels=2.5), TypeError),
+    (dict(channels=()), ValueError),
+])
+def test_unet_config_rejects_bad_values(kwargs, exc):
+    with pytest.raises(exc):
+        dd.UNetConfig(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs,exc", [
+    (dict(iterations=0), ValueError),
+    (dict(iterations=1.5), TypeError),
+    (dict(lr=-1.0), ValueError),
+    (dict(mode="turbo"), ValueError),
+    (dict(device="tpu"), ValueError),
+    (dict(seed="1"), TypeError),
+    (dict(log_every=0), ValueError),
+    (dict(callback=3), TypeError),
+])
+def test_solver_config_rejects_bad_values(kwargs, exc):
+    with pytest.raises(exc):
+        dd.SolverConfig(**kwargs)
