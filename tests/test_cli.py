@@ -1,0 +1,94 @@
+"""The ``doubledip`` command end to end, its errors included."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from doubledip.cli import main
+
+
+@pytest.fixture
+def image_file(tmp_path):
+    rng = np.random.default_rng(0)
+    p = tmp_path / "in.png"
+    Image.fromarray((rng.random((20, 28, 3)) * 255).astype(np.uint8)).save(p)
+    return p
+
+
+@pytest.fixture
+def hint_file(tmp_path):
+    h = np.zeros((20, 28), np.uint8)
+    h[5:12, 6:20] = 255
+    p = tmp_path / "hint.png"
+    Image.fromarray(h).save(p)
+    return p
+
+
+def test_separate_writes_images_and_result_json(tmp_path, image_file, capsys):
+    out = tmp_path / "out"
+    rc = main(["separate", str(image_file), "-o", str(out), "--iterations", "3", "--seed", "2", "--quiet"])
+    assert rc == 0
+    assert sorted(p.name for p in out.iterdir()) == ["layer_0.png", "layer_1.png", "reconstruction.png", "result.json"]
+    meta = json.loads((out / "result.json").read_text())
+    assert meta["config"]["seed"] == 2 and meta["config"]["iterations"] == 3
+    assert str(out.resolve()) in capsys.readouterr().out
+
+
+def test_every_task_subcommand_runs(tmp_path, image_file, hint_file):
+    runs = {
+        "dehaze": ["dehaze", str(image_file), "--passes", "1", "--airlight", "0.8", "0.8", "0.9"],
+        "pair": ["separate-pair", str(image_file), str(image_file)],
+        "segment": ["segment", str(image_file), "--fg-hint", str(hint_file), "--bg-hint", str(hint_file)],
+        "segment0": ["segment", str(image_file)],
+        "wm": ["remove-watermark", str(image_file), str(hint_file), "--repeats", "1"],
+        "wmm": ["remove-watermark-multi", str(image_file), str(image_file), "--repeats", "1"],
+    }
+    for name, args in runs.items():
+        out = tmp_path / name
+        assert main(args + ["-o", str(out), "--iterations", "2", "--quiet"]) == 0, name
+        assert (out / "result.json").exists(), name
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["dehaze", "missing.png"], "no such file"),
+    (["separate-pair", "IMG", "missing.png"], "no such file"),
+    (["remove-watermark-multi", "IMG"], "at least 2 images"),
+    (["segment", "IMG", "--fg-hint", "IMG"], "both fg_hint and bg_hint"),
+    (["separate", "IMG", "--iterations", "0"], "iterations must be >= 1"),
+    (["separate", "IMG", "--device", "tpu"], "device must be"),
+    (["separate", "IMG", "--iterations", "many"], "invalid int value"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_errors_exit_2_with_one_line_and_no_output(tmp_path, image_file, capsys, args, needle):
+    out = tmp_path / "out"
+    args = [str(image_file) if a == "IMG" else a for a in args]
+    rc = main(args + ["-o", str(out), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2
+    assert len(err.splitlines()) == 1 and needle in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_not_an_image_file(tmp_path, capsys):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\x00\x01not an image")
+    assert main(["dehaze", str(bad), "-o", str(tmp_path / "o"), "--quiet"]) == 2
+    assert "not a readable image" in capsys.readouterr().err
+
+
+def test_module_entry_point_runs_the_demo(tmp_path):
+    out = tmp_path / "demo"
+    proc = subprocess.run([sys.executable, "-m", "doubledip", "demo", "--iterations", "2", "-o", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "input.png").exists() and (out / "layer_0.png").exists()
+    assert str(out.resolve()) in proc.stdout
+
+
+def test_missing_required_argument_is_a_usage_error(capsys):
+    assert main(["separate"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
