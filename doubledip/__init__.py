@@ -16,7 +16,15 @@ from doubledip.engine.tasks.watermark import remove_watermark, remove_watermark_
 
 __version__ = "0.1.0"
 
+
+def evaluate(*args, **kwargs):
+    """Run the quality suite (see :func:`doubledip.evaluation.suite.evaluate`); returns its rows."""
+    from doubledip.evaluation.suite import evaluate as _evaluate
+
+    return _evaluate(*args, **kwargs)
+
 __all__ = [
     "SolverConfig", "UNetConfig",
     "dehaze", "separate", "separate_pair", "segment", "remove_watermark", "remove_watermark_multi",
+    "evaluate",
 ]
