@@ -1,13 +1,24 @@
 """Per-call backend choice for the fused ops.
 
-``DOUBLEDIP_BACKEND=auto|torch|triton|cpp`` forces one. For now only the plain-torch references
-are registered; the Triton and C++ backends register themselves here.
+``DOUBLEDIP_BACKEND`` (read on every call; under ``torch.compile`` at trace time):
+- ``auto`` (default): CUDA tensors -> ``triton`` when triton imports, CPU tensors -> ``cpp`` when the
+  compiled core is built (else one warning), anything else -> ``torch``;
+- ``torch``: the plain-torch references;
+- ``triton``: the Triton kernels; on CPU tensors this is the interpreter, which needs
+  ``TRITON_INTERPRET=1`` in the environment before triton is first imported;
+- ``cpp``: the C++ core (CPU tensors only).
+A forced backend that cannot run raises instead of silently falling back. Inputs a backend does not
+handle (not float32, odd mask shapes, images too small for the pyramid) use the reference.
 """
 from __future__ import annotations
 
+import functools
+import importlib
+import importlib.util
 import os
 
 BACKENDS = ("auto", "torch", "triton", "cpp")
+_OPS = {"blend_loss": "blend", "exclusion_loss": "exclusion", "perturb": "noise"}
 
 
 def backend_name() -> str:
@@ -17,9 +28,68 @@ def backend_name() -> str:
     return name
 
 
+@functools.lru_cache(maxsize=None)
+def triton_importable() -> bool:
+    """Whether the triton package can be imported (without importing it)."""
+    return importlib.util.find_spec("triton") is not None
+
+
+def triton_interpreted() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def cpp_available() -> bool:
+    from doubledip import bindings
+
+    return bindings.core() is not None
+
+
+def resolve(device) -> str:
+    """The backend (``torch``, ``triton`` or ``cpp``) that serves tensors on ``device`` now."""
+    name, kind = backend_name(), device.type
+    if name == "torch":
+        return "torch"
+    if name == "auto":
+        if kind == "cuda":
+            return "triton" if triton_importable() else "torch"
+        if kind == "cpu":
+            return "cpp" if cpp_available() else "torch"
+        return "torch"
+    if name == "triton":
+        if not triton_importable():
+            raise RuntimeError("DOUBLEDIP_BACKEND=triton but triton is not installed (pip install 'doubledip[triton]')")
+        if kind == "cpu" and not triton_interpreted():
+            raise RuntimeError("DOUBLEDIP_BACKEND=triton on CPU tensors needs TRITON_INTERPRET=1, "
+                               "set before triton is imported")
+        if kind not in ("cpu", "cuda"):
+            raise RuntimeError(f"DOUBLEDIP_BACKEND=triton cannot run on {kind} tensors")
+        return "triton"
+    # cpp
+    if kind != "cpu":
+        raise RuntimeError(f"DOUBLEDIP_BACKEND=cpp runs on CPU tensors only, got {kind} tensors")
+    if not cpp_available():
+        raise RuntimeError("DOUBLEDIP_BACKEND=cpp but the C++ CPU core is not built (reinstall: pip install -e .)")
+    return "cpp"
+
+
+def primitives(backend: str, group: str):
+    """The module with the fused primitives of ``group`` (blend, exclusion, noise) for ``backend``."""
+    if backend == "cpp":
+        return importlib.import_module("doubledip.bindings.ops")
+    if backend == "triton":
+        return importlib.import_module(f"doubledip.kernels._triton_{group}")
+    raise ValueError(f"no fused primitives for backend {backend!r}")
+
+
 def pick(op: str, tensor):
-    """The implementation of ``op`` for ``tensor``'s device under the current backend setting."""
+    """The implementation of ``op`` for ``tensor``'s device under the current backend setting.
+
+    Returns a callable with the reference's signature.
+    """
     from doubledip import kernels
 
-    backend_name()
-    return getattr(kernels, f"{op}_ref")
+    backend = resolve(tensor.device)
+    if backend == "torch":
+        return getattr(kernels, f"{op}_ref")
+    module = importlib.import_module(f"doubledip.kernels.{_OPS[op]}")
+    return functools.partial(getattr(module, f"_{op}_fused"), backend=backend)

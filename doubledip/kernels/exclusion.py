@@ -1,8 +1,20 @@
-"""Multi-level exclusion loss (ALGORITHM.md section 4)."""
+"""Multi-level exclusion loss (ALGORITHM.md section 4).
+
+Per level l (x_0 = the image, x_{l+1} = 2x2 average pool of x_l) and direction d (x: along H,
+y: along W), the fused backends compute M[l, n, d, j, i] = mean over positions of
+psi(grad a_j)^2 psi(grad b_i)^2 in one pass per level, then
+    loss = sum(M^(1/4)) / (2 L C^2 N)
+    dloss/dM = grad * 0.25 M^(-3/4) / (2 L C^2 N)     (0 where M = 0, where the reference has inf/nan)
+and the backward runs coarse to fine: each level's kernel adds a quarter of the coarser level's
+total gradient to each pixel of its 2x2 pool window (the pool's adjoint), so the finest level
+writes the final gradients of a and b once.
+"""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from doubledip.kernels import _ops
 
 
 def _squashed_gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -46,3 +58,46 @@ def exclusion_loss(a: torch.Tensor, b: torch.Tensor, levels: int = 3) -> torch.T
     from doubledip.kernels._dispatch import pick
 
     return pick("exclusion_loss", a)(a, b, levels)
+
+
+def _exclusion_loss_fused(a, b, levels=3, backend="cpp"):
+    """``exclusion_loss`` on a fused backend; inputs it does not handle go to the reference."""
+    if a.dim() != 4 or a.shape != b.shape:
+        return exclusion_loss_ref(a, b, levels)
+    n, c, h, w = a.shape
+    coarsest = 2 ** (int(levels) - 1) if levels >= 1 else 0
+    # every level must have at least 2 rows and columns (else its mean is empty: nan in the reference)
+    if (levels < 1 or n == 0 or c == 0 or h // max(coarsest, 1) < 2 or w // max(coarsest, 1) < 2
+            or a.dtype != torch.float32 or b.dtype != torch.float32 or a.device != b.device):
+        return exclusion_loss_ref(a, b, levels)
+    return _ExclusionLoss.apply(a.contiguous(), b.contiguous(), int(levels), backend)
+
+
+class _ExclusionLoss(torch.autograd.Function):
+    """Forward: L-1 pools + L means passes; backward: L gradient passes, coarse to fine."""
+
+    @staticmethod
+    def forward(ctx, a, b, levels, backend):
+        pyramid = [(a, b)]
+        for _ in range(levels - 1):
+            pyramid.append(_ops.call("avg_pool2", backend, *pyramid[-1]))
+        means = torch.stack([_ops.call("excl_means", backend, x, y) for x, y in pyramid])  # (L, N, 2, C, C)
+        n, c = a.shape[:2]
+        denom = 2 * levels * c * c * n
+        ctx.save_for_backward(means, *[t for pair in pyramid for t in pair])
+        ctx.cfg = (levels, backend, denom)
+        return means.clamp_min(0).pow(0.25).sum() / denom
+
+    @staticmethod
+    def backward(ctx, grad):
+        means, *flat = ctx.saved_tensors
+        levels, backend, denom = ctx.cfg
+        pos = means > 0
+        # d(M^(1/4))/dM = 0.25 M^(-3/4); kept finite where M = 0
+        dmeans = torch.where(pos, means.clamp_min(1e-30).pow(-0.75), torch.zeros_like(means))
+        dmeans = (dmeans * (grad.to(means.dtype) * (0.25 / denom))).contiguous()
+        gup_a = gup_b = None
+        for level in reversed(range(levels)):
+            x, y = flat[2 * level], flat[2 * level + 1]
+            gup_a, gup_b = _ops.call("excl_grad", backend, x, y, dmeans[level].contiguous(), gup_a, gup_b)
+        return gup_a, gup_b, None, None

@@ -1,0 +1,65 @@
+// pybind11 bindings of the CPU core. Tensors travel as raw addresses (tensor.data_ptr()) plus
+// shapes: the core has no torch headers. The Python side (doubledip/bindings/ops.py) checks dtype,
+// device and contiguity before calling; these functions trust their arguments.
+#include <pybind11/pybind11.h>
+
+#include "kernels.h"
+
+namespace py = pybind11;
+
+namespace {
+
+template <typename T>
+T* ptr(uintptr_t address) {
+    return reinterpret_cast<T*>(address);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "doubledip CPU core: fused blend loss, exclusion loss and perturbation (float32, NCHW)";
+    auto nogil = py::call_guard<py::gil_scoped_release>();
+
+    m.def("blend_fwd",
+          [](uintptr_t m_, uintptr_t a, uintptr_t b, uintptr_t t, int64_t n, int64_t c, int64_t hw,
+             int mode, int64_t m_stride, bool mse, int threads) {
+              return dd::blend_fwd(ptr<const float>(m_), ptr<const float>(a), ptr<const float>(b),
+                                   ptr<const float>(t), n, c, hw, mode, m_stride, mse, threads);
+          },
+          nogil, "Sum of the blend loss over all elements (address 0: absent mask).");
+    m.def("blend_bwd",
+          [](uintptr_t m_, uintptr_t a, uintptr_t b, uintptr_t t, uintptr_t gm, uintptr_t ga,
+             uintptr_t gb, uintptr_t gt, int64_t n, int64_t c, int64_t hw, int mode, int64_t m_stride,
+             bool mse, float scale, int threads) {
+              dd::blend_bwd(ptr<const float>(m_), ptr<const float>(a), ptr<const float>(b),
+                            ptr<const float>(t), ptr<float>(gm), ptr<float>(ga), ptr<float>(gb),
+                            ptr<float>(gt), n, c, hw, mode, m_stride, mse, scale, threads);
+          },
+          nogil, "Gradients of the blend loss (address 0: not wanted).");
+    m.def("avg_pool2",
+          [](uintptr_t x, uintptr_t y, int64_t nc, int64_t h, int64_t w, int threads) {
+              dd::avg_pool2(ptr<const float>(x), ptr<float>(y), nc, h, w, threads);
+          },
+          nogil, "2x2 average pool (floor) of nc x h x w.");
+    m.def("excl_means",
+          [](uintptr_t a, uintptr_t b, uintptr_t out, int64_t n, int64_t c, int64_t h, int64_t w,
+             int threads) {
+              dd::excl_means(ptr<const float>(a), ptr<const float>(b), ptr<float>(out), n, c, h, w,
+                             threads);
+          },
+          nogil, "Per-pair means of one exclusion level: out n x 2 x c x c.");
+    m.def("excl_grad",
+          [](uintptr_t a, uintptr_t b, uintptr_t k, uintptr_t gup_a, uintptr_t gup_b, int64_t hc,
+             int64_t wc, uintptr_t ga, uintptr_t gb, int64_t n, int64_t c, int64_t h, int64_t w,
+             int threads) {
+              dd::excl_grad(ptr<const float>(a), ptr<const float>(b), ptr<const float>(k),
+                            ptr<const float>(gup_a), ptr<const float>(gup_b), hc, wc, ptr<float>(ga),
+                            ptr<float>(gb), n, c, h, w, threads);
+          },
+          nogil, "Gradient of one exclusion level, plus the coarser level's spread back.");
+    m.def("perturb",
+          [](uintptr_t z, uintptr_t out, int64_t numel, float sigma, uint64_t seed, int threads) {
+              dd::perturb(ptr<const float>(z), ptr<float>(out), numel, sigma, seed, threads);
+          },
+          nogil, "out = z + sigma * N(0, 1), Philox-keyed by seed.");
+}

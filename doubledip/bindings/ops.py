@@ -1,0 +1,91 @@
+"""Torch-facing wrappers of the C++ core: the ``cpp`` backend's primitives.
+
+Every tensor must be float32, contiguous and on the CPU (the callers in ``doubledip.kernels`` check
+and fall back to the reference otherwise). Outputs are allocated here with torch and filled by the
+core through their addresses; the core runs with torch's intra-op thread count.
+"""
+from __future__ import annotations
+
+import torch
+
+from doubledip.bindings import core as _load
+
+
+def _core():
+    lib = _load()
+    if lib is None:
+        raise RuntimeError("the C++ CPU core is not built; use DOUBLEDIP_BACKEND=torch or reinstall")
+    return lib
+
+
+def _addr(t: torch.Tensor | None) -> int:
+    return 0 if t is None else t.data_ptr()
+
+
+def _empty():
+    return torch.empty(0)
+
+
+def blend_fwd(mask, a, b, t, mode: int, m_stride: int, mse: bool) -> torch.Tensor:
+    """Mean blend loss (0-dim). a, b, t: N x C x H x W; mask per ``mode`` (see kernels.blend)."""
+    n, c, h, w = a.shape
+    total = _core().blend_fwd(_addr(mask), a.data_ptr(), b.data_ptr(), t.data_ptr(), n, c, h * w,
+                              mode, m_stride, mse, torch.get_num_threads())
+    return torch.tensor(total / a.numel(), dtype=torch.float32)
+
+
+def blend_bwd(grad_out, mask, a, b, t, mode: int, m_stride: int, mse: bool,
+              need_m: bool, need_a: bool, need_b: bool, need_t: bool):
+    """(gm, ga, gb, gt), each empty when not needed; gm is per item (N,) in mode 1."""
+    n, c, h, w = a.shape
+    gm = _empty()
+    if need_m and mode:
+        gm = torch.empty(n) if mode == 1 else torch.empty_like(mask)
+    ga = torch.empty_like(a) if need_a else _empty()
+    gb = torch.empty_like(b) if need_b else _empty()
+    gt = torch.empty_like(t) if need_t else _empty()
+    scale = float(grad_out) / a.numel()
+    _core().blend_bwd(_addr(mask), a.data_ptr(), b.data_ptr(), t.data_ptr(),
+                      gm.data_ptr() if gm.numel() else 0, ga.data_ptr() if need_a else 0,
+                      gb.data_ptr() if need_b else 0, gt.data_ptr() if need_t else 0,
+                      n, c, h * w, mode, m_stride, mse, scale, torch.get_num_threads())
+    return gm, ga, gb, gt
+
+
+def avg_pool2(a, b):
+    """2x2 average pools (floor) of two N x C x H x W images."""
+    n, c, h, w = a.shape
+    lib, threads = _core(), torch.get_num_threads()
+    outs = []
+    for x in (a, b):
+        y = torch.empty(n, c, h // 2, w // 2)
+        lib.avg_pool2(x.data_ptr(), y.data_ptr(), n * c, h, w, threads)
+        outs.append(y)
+    return outs[0], outs[1]
+
+
+def excl_means(a, b):
+    """(N, 2, C, C): per item, for x then y, the mean over positions of psi(ga_j)^2 psi(gb_i)^2."""
+    n, c, h, w = a.shape
+    out = torch.empty(n, 2, c, c)
+    _core().excl_means(a.data_ptr(), b.data_ptr(), out.data_ptr(), n, c, h, w, torch.get_num_threads())
+    return out
+
+
+def excl_grad(a, b, k, gup_a, gup_b):
+    """Gradients (ga, gb) of one level given k = dLoss/d(means) (N, 2, C, C) and the coarser level's
+    total gradients (or None)."""
+    n, c, h, w = a.shape
+    ga, gb = torch.empty_like(a), torch.empty_like(b)
+    hc, wc = (gup_a.shape[2], gup_a.shape[3]) if gup_a is not None else (0, 0)
+    _core().excl_grad(a.data_ptr(), b.data_ptr(), k.data_ptr(), _addr(gup_a), _addr(gup_b), hc, wc,
+                      ga.data_ptr(), gb.data_ptr(), n, c, h, w, torch.get_num_threads())
+    return ga, gb
+
+
+def perturb(z, sigma: float, seed: int):
+    """z + sigma * N(0, 1), a new tensor."""
+    out = torch.empty_like(z)
+    _core().perturb(z.data_ptr(), out.data_ptr(), z.numel(), float(sigma),
+                    int(seed) & 0xFFFF_FFFF_FFFF_FFFF, torch.get_num_threads())
+    return out

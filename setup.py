@@ -1,0 +1,38 @@
+"""Builds the optional C++ CPU core ``doubledip.bindings._core`` (pybind11, OpenMP; no torch headers).
+
+All other metadata lives in pyproject.toml. The extension is ``optional``: when no compiler (or no
+OpenMP) is found the install still succeeds and the package falls back to the plain-torch path,
+with one warning at run time (``DOUBLEDIP_REQUIRE_CPP=1`` turns that into an error).
+
+``DOUBLEDIP_NATIVE=0`` builds for the baseline instruction set instead of this machine's
+(``-march=native``): use it when the build and the run machines differ.
+"""
+import os
+import sys
+from glob import glob
+
+from pybind11.setup_helpers import Pybind11Extension, build_ext
+from setuptools import setup
+
+
+def _compile_args() -> list[str]:
+    if sys.platform == "win32":
+        return ["/O2", "/openmp"]
+    args = ["-O3", "-fopenmp"]
+    if os.environ.get("DOUBLEDIP_NATIVE", "1") != "0":
+        args.append("-march=native")
+    return args
+
+
+core = Pybind11Extension(
+    "doubledip.bindings._core",
+    sorted(glob("doubledip/bindings/csrc/*.cpp")),
+    include_dirs=["doubledip/bindings/csrc"],
+    depends=sorted(glob("doubledip/bindings/csrc/*.h")),
+    cxx_std=17,
+    extra_compile_args=_compile_args(),
+    extra_link_args=[] if sys.platform == "win32" else ["-fopenmp"],
+    optional=True,
+)
+
+setup(ext_modules=[core], cmdclass={"build_ext": build_ext})
