@@ -18,7 +18,8 @@ from setuptools import setup
 def _compile_args() -> list[str]:
     if sys.platform == "win32":
         return ["/O2", "/openmp"]
-    args = ["-O3", "-fopenmp"]
+    # IEEE-preserving: no errno from sqrtf, no FP traps (lets the loops vectorise); not -ffast-math
+    args = ["-O3", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"]
     if os.environ.get("DOUBLEDIP_NATIVE", "1") != "0":
         args.append("-march=native")
     return args

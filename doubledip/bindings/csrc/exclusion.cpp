@@ -47,35 +47,78 @@ inline float dot(const float* x, const float* y, int64_t len) {
 }
 
 // Ga_j = Da_j * sum_i K_ji Qb_i and Gb_i = Db_i * sum_j K_ji Pa_j over one row of `len` positions.
+// NC > 0: the channel count as a compile-time constant (one fused loop per output row);
+// NC == 0: any count, read from `c`.
+template <int NC>
 inline void pair_grads(const float* Pa, const float* Da, const float* Qb, const float* Db,
-                       const float* K, int64_t c, int64_t stride, int64_t len, float* Ga, float* Gb,
+                       const float* K, int64_t c_, int64_t stride, int64_t len, float* Ga, float* Gb,
                        int64_t gstride) {
+    const int64_t c = NC > 0 ? NC : c_;
     for (int64_t j = 0; j < c; ++j) {
         float* out = Ga + j * gstride;
-        std::memset(out, 0, sizeof(float) * len);
-        for (int64_t i = 0; i < c; ++i) {
-            const float kji = K[j * c + i];
-            const float* Q = Qb + i * stride;
-#pragma omp simd
-            for (int64_t q = 0; q < len; ++q) out[q] += kji * Q[q];
-        }
         const float* D = Da + j * stride;
+        if (NC > 0) {
 #pragma omp simd
-        for (int64_t q = 0; q < len; ++q) out[q] *= D[q];
+            for (int64_t q = 0; q < len; ++q) {
+                float s = 0.0f;
+                for (int i = 0; i < NC; ++i) s += K[j * NC + i] * Qb[i * stride + q];
+                out[q] = s * D[q];
+            }
+        } else {
+            for (int64_t q = 0; q < len; ++q) out[q] = 0.0f;
+            for (int64_t i = 0; i < c; ++i) {
+                const float kji = K[j * c + i];
+                const float* Q = Qb + i * stride;
+#pragma omp simd
+                for (int64_t q = 0; q < len; ++q) out[q] += kji * Q[q];
+            }
+#pragma omp simd
+            for (int64_t q = 0; q < len; ++q) out[q] *= D[q];
+        }
     }
     for (int64_t i = 0; i < c; ++i) {
         float* out = Gb + i * gstride;
-        std::memset(out, 0, sizeof(float) * len);
-        for (int64_t j = 0; j < c; ++j) {
-            const float kji = K[j * c + i];
-            const float* P = Pa + j * stride;
-#pragma omp simd
-            for (int64_t q = 0; q < len; ++q) out[q] += kji * P[q];
-        }
         const float* D = Db + i * stride;
+        if (NC > 0) {
 #pragma omp simd
-        for (int64_t q = 0; q < len; ++q) out[q] *= D[q];
+            for (int64_t q = 0; q < len; ++q) {
+                float s = 0.0f;
+                for (int j = 0; j < NC; ++j) s += K[j * NC + i] * Pa[j * stride + q];
+                out[q] = s * D[q];
+            }
+        } else {
+            for (int64_t q = 0; q < len; ++q) out[q] = 0.0f;
+            for (int64_t j = 0; j < c; ++j) {
+                const float kji = K[j * c + i];
+                const float* P = Pa + j * stride;
+#pragma omp simd
+                for (int64_t q = 0; q < len; ++q) out[q] += kji * P[q];
+            }
+#pragma omp simd
+            for (int64_t q = 0; q < len; ++q) out[q] *= D[q];
+        }
     }
+}
+
+inline void pair_grads_any(const float* Pa, const float* Da, const float* Qb, const float* Db,
+                           const float* K, int64_t c, int64_t stride, int64_t len, float* Ga,
+                           float* Gb, int64_t gstride) {
+    if (c == 3)
+        pair_grads<3>(Pa, Da, Qb, Db, K, c, stride, len, Ga, Gb, gstride);
+    else if (c == 1)
+        pair_grads<1>(Pa, Da, Qb, Db, K, c, stride, len, Ga, Gb, gstride);
+    else
+        pair_grads<0>(Pa, Da, Qb, Db, K, c, stride, len, Ga, Gb, gstride);
+}
+
+// up[q] = u[q / 2] / 4 for q < 2 wc, 0 after (an odd last column pooled into nothing)
+inline void spread_row(const float* u, int64_t wc, float* up, int64_t w) {
+#pragma omp simd
+    for (int64_t q = 0; q < wc; ++q) {
+        up[2 * q] = 0.25f * u[q];
+        up[2 * q + 1] = 0.25f * u[q];
+    }
+    for (int64_t q = 2 * wc; q < w; ++q) up[q] = 0.0f;
 }
 
 }  // namespace
@@ -174,7 +217,7 @@ void excl_grad(const float* a, const float* b, const float* k, const float* gup_
                 squash_row(ar, ar + w, Pa + ch * w, Da + ch * w, w);
                 squash_row(br, br + w, Qb + ch * w, Db + ch * w, w);
             }
-            pair_grads(Pa, Da, Qb, Db, k + item * 2 * cc, c, w, w, Ga, Gb, w);
+            pair_grads_any(Pa, Da, Qb, Db, k + item * 2 * cc, c, w, w, Ga, Gb, w);
         };
 
 #pragma omp for schedule(static)
@@ -192,7 +235,7 @@ void excl_grad(const float* a, const float* b, const float* k, const float* gup_
                     squash_row(ar, ar + 1, Pa + ch * w, Da + ch * w, w - 1);
                     squash_row(br, br + 1, Qb + ch * w, Db + ch * w, w - 1);
                 }
-                pair_grads(Pa, Da, Qb, Db, k + item * 2 * cc + cc, c, w, w - 1, Gay + 1, Gby + 1, wp);
+                pair_grads_any(Pa, Da, Qb, Db, k + item * 2 * cc + cc, c, w, w - 1, Gay + 1, Gby + 1, wp);
                 for (int64_t ch = 0; ch < c; ++ch) {
                     Gay[ch * wp] = Gay[ch * wp + w] = 0.0f;
                     Gby[ch * wp] = Gby[ch * wp + w] = 0.0f;
@@ -203,11 +246,8 @@ void excl_grad(const float* a, const float* b, const float* k, const float* gup_
                     if (up) {
                         const float* ua = gup_a + ((item * c + ch) * hc + r / 2) * wc;
                         const float* ub = gup_b + ((item * c + ch) * hc + r / 2) * wc;
-                        for (int64_t q = 0; q < w; ++q) {
-                            const bool in = q / 2 < wc;
-                            upa[q] = in ? 0.25f * ua[q / 2] : 0.0f;
-                            upb[q] = in ? 0.25f * ub[q / 2] : 0.0f;
-                        }
+                        spread_row(ua, wc, upa, w);
+                        spread_row(ub, wc, upb, w);
                     } else {
                         std::memset(upa, 0, sizeof(float) * 2 * w);
                     }

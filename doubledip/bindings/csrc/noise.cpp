@@ -19,7 +19,7 @@ inline uint64_t mix64(uint64_t x) {
     return x ^ (x >> 31);
 }
 
-inline void normals4(uint64_t block, uint32_t k0, uint32_t k1, float* n4) {
+inline void normals4(uint64_t block, uint32_t k0, uint32_t k1, float& n0, float& n1, float& n2, float& n3) {
     uint32_t c0 = static_cast<uint32_t>(block), c1 = static_cast<uint32_t>(block >> 32), c2 = 0, c3 = 0;
     philox4x32(c0, c1, c2, c3, k0, k1);
     const float r0 = std::sqrt(-2.0f * log_unit(unit_open(c0)));
@@ -27,10 +27,10 @@ inline void normals4(uint64_t block, uint32_t k0, uint32_t k1, float* n4) {
     float cs0, sn0, cs1, sn1;
     sincos_turn(unit_open(c1), &cs0, &sn0);
     sincos_turn(unit_open(c3), &cs1, &sn1);
-    n4[0] = r0 * cs0;
-    n4[1] = r0 * sn0;
-    n4[2] = r1 * cs1;
-    n4[3] = r1 * sn1;
+    n0 = r0 * cs0;
+    n1 = r0 * sn0;
+    n2 = r1 * cs1;
+    n3 = r1 * sn1;
 }
 
 }  // namespace
@@ -41,16 +41,16 @@ void perturb(const float* z, float* out, int64_t numel, float sigma, uint64_t se
     const int64_t blocks = numel / 4;
 #pragma omp parallel for simd num_threads(threads) schedule(static)
     for (int64_t blk = 0; blk < blocks; ++blk) {
-        float n4[4];
-        normals4(static_cast<uint64_t>(blk), k0, k1, n4);
-        out[4 * blk + 0] = z[4 * blk + 0] + sigma * n4[0];
-        out[4 * blk + 1] = z[4 * blk + 1] + sigma * n4[1];
-        out[4 * blk + 2] = z[4 * blk + 2] + sigma * n4[2];
-        out[4 * blk + 3] = z[4 * blk + 3] + sigma * n4[3];
+        float n0, n1, n2, n3;  // scalars, not an array: an array in the loop body blocks vectorisation
+        normals4(static_cast<uint64_t>(blk), k0, k1, n0, n1, n2, n3);
+        out[4 * blk + 0] = z[4 * blk + 0] + sigma * n0;
+        out[4 * blk + 1] = z[4 * blk + 1] + sigma * n1;
+        out[4 * blk + 2] = z[4 * blk + 2] + sigma * n2;
+        out[4 * blk + 3] = z[4 * blk + 3] + sigma * n3;
     }
     if (numel % 4) {  // the tail: the first words of one more block
         float n4[4];
-        normals4(static_cast<uint64_t>(blocks), k0, k1, n4);
+        normals4(static_cast<uint64_t>(blocks), k0, k1, n4[0], n4[1], n4[2], n4[3]);
         for (int64_t e = 4 * blocks; e < numel; ++e) out[e] = z[e] + sigma * n4[e - 4 * blocks];
     }
 }
