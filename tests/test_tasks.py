@@ -1,4 +1,5 @@
 """Every task end to end on small images: fields, sizes, ranges, determinism, learning, saving."""
+import copy
 import json
 
 import numpy as np
@@ -6,6 +7,7 @@ import pytest
 import torch
 
 import doubledip as dd
+from doubledip.engine.config import DEHAZE, LAYER5, MULTI_WATERMARK, SEGMENT, WATERMARK_MASK
 from doubledip.engine.results import public_fields
 
 H, W = 26, 34  # deliberately not a multiple of the nets' stride
@@ -197,3 +199,36 @@ def test_bad_hints_and_image_sets():
         dd.separate(img, config={"iterations": 2})
     with pytest.raises(ValueError, match="at least 2"):
         dd.segment(img, config=dd.SolverConfig(iterations=1))
+
+
+# ---- optimised paths against the plain path ---------------------------------------------------
+
+@pytest.mark.parametrize("cfg", [LAYER5, DEHAZE, SEGMENT, WATERMARK_MASK, MULTI_WATERMARK], ids=str)
+def test_channels_last_generator_is_the_same_function(cfg):
+    """Same function, checked in float64: in float32 the BatchNorm backward after the first conv
+    (noise input of variance ~1e-5) cancels catastrophically, so both formats carry ~1% rounding
+    in some gradients and only a float64 comparison separates the two."""
+    torch.manual_seed(0)
+    plain = cfg.build().double()
+    fast = copy.deepcopy(plain).set_memory_format(torch.channels_last)
+    h, w = cfg.padded_size(64, 100)
+    z = (torch.rand(1, cfg.in_channels, h, w, dtype=torch.float64) - 0.5) / 100
+    target = torch.rand(1, cfg.out_channels, h, w, dtype=torch.float64)
+    outs = []
+    for net in (plain, fast):
+        y = net(z)
+        (y - target).abs().mean().backward()
+        outs.append((y.detach(), {n: p.grad for n, p in net.named_parameters()}))
+    torch.testing.assert_close(outs[1][0], outs[0][0], atol=1e-12, rtol=1e-10)
+    for name, g in outs[0][1].items():
+        torch.testing.assert_close(outs[1][1][name], g, atol=1e-12, rtol=1e-8, msg=name)
+
+
+@pytest.mark.parametrize("task", ["separate", "separate_pair", "remove_watermark_multi"])
+def test_channels_last_first_iteration_outputs_agree(task):
+    """A whole run of one iteration (no optimiser step between the outputs and the result)."""
+    run, _ = TASKS[task]
+    plain = run(dd.SolverConfig(iterations=1, repeats=1, seed=3, channels_last=False))
+    fast = run(dd.SolverConfig(iterations=1, repeats=1, seed=3, channels_last=True))
+    for (name, a), (_, b) in zip(_arrays(plain), _arrays(fast)):
+        np.testing.assert_allclose(a, b, atol=1e-3, err_msg=name)

@@ -140,6 +140,10 @@ def run_problem(problem: Problem, config: SolverConfig, lr: float, reporter: Pro
                 extra: Optional[dict] = None, first_iteration: int = 0) -> None:
     """Optimise ``problem`` stage by stage: a fresh Adam over all nets' parameters per stage.
     ``first_iteration`` numbers the history when one call is a later part of a run (a pass)."""
+    fmt = torch.channels_last if config.channels_last else torch.contiguous_format
+    for net in problem.nets.values():
+        if hasattr(net, "set_memory_format"):
+            net.set_memory_format(fmt)
     params = [p for p in problem.nets.parameters() if p.requires_grad]
     done_before = first_iteration
     for stage, T in enumerate(problem.stage_iterations):
