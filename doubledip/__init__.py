@@ -23,8 +23,16 @@ def evaluate(*args, **kwargs):
 
     return _evaluate(*args, **kwargs)
 
+def load_exported(directory, inputs=None):
+    """Run the generators that ``result.export(directory)`` wrote; returns their layers and the
+    recombined images (see :func:`doubledip.engine.export.load_exported`). Needs onnxruntime for
+    ONNX files; imports none of the training code."""
+    from doubledip.engine.export import load_exported as _load_exported
+
+    return _load_exported(directory, inputs)
+
 __all__ = [
     "SolverConfig", "UNetConfig",
     "dehaze", "separate", "separate_pair", "segment", "remove_watermark", "remove_watermark_multi",
-    "evaluate",
+    "evaluate", "load_exported",
 ]

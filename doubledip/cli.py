@@ -30,6 +30,8 @@ def _common(p: argparse.ArgumentParser, default_out: str | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--log-every", type=int, default=25, help="progress/history every K iterations")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--export", choices=("onnx", "torchscript"), default=None,
+                   help="also write the fitted generators to OUTDIR/export (with manifest.json)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,6 +121,11 @@ def _run(args) -> Path:
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise UsageError(f"output {str(out)!r} exists and is not a folder")
+    if args.export == "onnx":
+        import importlib.util
+
+        if importlib.util.find_spec("onnx") is None or importlib.util.find_spec("onnxscript") is None:
+            raise UsageError("--export onnx needs the onnx and onnxscript packages (pip install 'doubledip[onnx]')")
     cmd = args.command
     if cmd == "dehaze":
         result = dd.dehaze(args.image, config, airlight=args.airlight, learn_airlight=args.learn_airlight,
@@ -138,10 +145,14 @@ def _run(args) -> Path:
         result = dd.separate(mixture, config)
         result.save(out)
         save_png(out / "input.png", mixture)
+        if args.export:
+            result.export(out / "export", args.export)
         return out
     else:  # pragma: no cover - argparse rejects unknown commands
         raise UsageError(f"unknown command {cmd!r}")
     result.save(out)
+    if args.export:
+        result.export(out / "export", args.export)
     return out
 
 

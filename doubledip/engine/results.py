@@ -65,6 +65,11 @@ class _ResultBase:
             "history": self.history,
         }
 
+    def export(self, directory, format: str = "onnx") -> Path:
+        """Write the fitted generators with their fixed inputs and ``manifest.json`` (see doubledip.engine.export)."""
+        from doubledip.engine.export import export
+        return export(self, directory, format)
+
     def save(self, directory) -> Path:
         """Write one PNG per image field and ``result.json`` into ``directory`` (created if needed).
 

@@ -1,0 +1,485 @@
+"""Fitted generators to ONNX / TorchScript, and back (:func:`export`, :func:`load_exported`).
+
+Each generator is written with its fixed input: the net, its fixed (un-augmented, unperturbed)
+noise or meshgrid input, batch norm as fitting used it (batch statistics, never running ones) and
+the crop from the padded working size back to the caller's size, so that running the file with
+no input gives the layer, ``1 x C x H x W``. The input is also saved beside it as ``.npy``.
+
+- ONNX: the input ``z`` is a graph input whose default value is stored in the file (an
+  initializer of the same name), so ``onnxruntime.InferenceSession(f).run(None, {})`` runs it, and
+  feeding ``{"z": ...}`` overrides it. Batch norm is written out as explicit ops (mean and biased
+  variance over N, H, W, eps 1e-5): ``torch.onnx.export`` turns a training-mode ``BatchNorm2d``
+  into an inference ``BatchNormalization`` that uses the running statistics, which is a
+  different function here.
+- TorchScript: a traced generator (batch norm stays the native op in training mode) inside a
+  scripted wrapper holding the input as a buffer: ``torch.jit.load(f)()`` runs it, ``(z)``
+  overrides it.
+
+``manifest.json`` says what each file is and how layers recombine into images. This module
+imports only the standard library and numpy at import time; torch, onnx and onnxruntime are
+imported where needed, and nothing from the training code (``doubledip.engine.tasks``).
+"""
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FORMATS = ("onnx", "torchscript")
+EXPORTERS = ("auto", "dynamo", "legacy")
+MANIFEST = "manifest.json"
+MANIFEST_VERSION = 1
+LEGACY_OPSET = 17
+BN_EPS = 1e-5
+_SUFFIX = {"onnx": ".onnx", "torchscript": ".pt"}
+
+# Per task: which generators are scalars (the rest are images), how layers recombine, and what
+# the task does after fitting that a generator file cannot hold.
+_ALPHA = "0.9 * net(z)[0, 0, Hp // 2, Wp // 2] + 0.05 (the centre pixel of the padded output)"
+_BEST = ("best-tracked outputs: the task's result fields hold the outputs of the best-scoring "
+         "iteration; the exported weights are those after the last iteration")
+
+
+def _task_spec(task: str, names: list[str], result) -> dict:
+    """Recombination entries, groups, constants and excluded post-processing for one task."""
+    if task == "separate":
+        return {
+            "groups": {"layers": ["layer_0", "layer_1"]},
+            "recombine": [{"name": "reconstruction", "formula": "clip(layer_0 + layer_1, 0, 1)",
+                           "op": "sum", "terms": ["layer_0", "layer_1"], "clip": [0.0, 1.0]}],
+            "not_included": [_BEST]}
+    if task == "separate_pair":
+        return {
+            "groups": {"layers": ["layer_0", "layer_1"], "alphas": ["alpha_0", "alpha_1"]},
+            "recombine": [{"name": f"mixture_{k}", "formula": f"alpha_{k} * layer_0 + (1 - alpha_{k}) * layer_1",
+                           "op": "blend", "weight": f"alpha_{k}", "a": "layer_0", "b": "layer_1"}
+                          for k in (0, 1)],
+            "not_included": [_BEST]}
+    if task == "segment":
+        return {
+            "groups": {},
+            "recombine": [{"name": "image", "formula": "mask * foreground + (1 - mask) * background",
+                           "op": "blend", "weight": "mask", "a": "foreground", "b": "background"}],
+            "not_included": [
+                "the binary mask: the soft mask refined by a guided filter (radius 50, eps 1e-4) "
+                "with the input image as guide, then thresholded at 0.5",
+                "stage choice: the result is the better of the two stage ends by PSNR (or the first "
+                "iteration past 30 dB); the exported weights are those after the last iteration"]}
+    if task == "dehaze":
+        constants, airlight = {}, "airlight"
+        if "airlight" not in names:
+            constants["airlight"] = [float(v) for v in np.asarray(result.airlight).reshape(-1)]
+            airlight = "airlight (a constant, in constants)"
+        return {
+            "groups": {},
+            "constants": constants,
+            "recombine": [{"name": "hazy", "formula": f"transmission * image + (1 - transmission) * {airlight}",
+                           "op": "blend", "weight": "transmission", "a": "image", "b": "airlight"}],
+            "not_included": [
+                "passes: with two passes (the default) the second re-dehazes the first's output; "
+                "these are the generators of the last pass only",
+                "the working size: images with a side >= 800 px are fitted at a smaller size "
+                "(size here; result_size is the caller's), resized back by the task",
+                "the final image: the transmission is resized, refined by a guided filter "
+                "(radius 50, eps 1e-4), clamped to [0.1, 1], and J = (I - (1 - t) * A) / t "
+                "is computed from the input image I",
+                _BEST]}
+    if task == "remove_watermark":
+        return {
+            "groups": {},
+            "recombine": [{"name": "image", "formula": "mask * hint * watermark + (1 - mask) * clean, "
+                           "hint being the watermark-region map given to the task (not exported)",
+                           "op": None}],
+            "not_included": [
+                "repeats: the task fits several independent runs and takes per-pixel medians; "
+                "these are the generators of the last run only",
+                "the final image: (1 - hint) * input + hint * clean"]}
+    if task == "remove_watermark_multi":
+        cleans = sorted((n for n in names if n.startswith("clean_")), key=lambda n: int(n.split("_")[1]))
+        return {
+            "groups": {"cleans": cleans},
+            "recombine": [{"name": f"image_{n.split('_')[1]}", "formula": f"mask * watermark + (1 - mask) * {n}",
+                           "op": "blend", "weight": "mask", "a": "watermark", "b": n} for n in cleans],
+            "not_included": [
+                "repeats: the task fits several independent runs and takes per-pixel medians; "
+                "these are the generators of the last run only",
+                "the final images and watermark: pixels where the median of mask * watermark is "
+                "below 0.1 keep the input; the watermark field is mask * watermark elsewhere"]}
+    raise ValueError(f"export: unknown task {task!r}; expected one of separate, separate_pair, segment, "
+                     f"dehaze, remove_watermark, remove_watermark_multi")
+
+
+# ---------------------------------------------------------------------------------------------
+# export
+
+
+def _check_fitted(result) -> dict:
+    fitted = getattr(result, "fitted", None)
+    if not isinstance(fitted, dict) or not {"nets", "inputs", "size", "padded", "offset"} <= set(fitted):
+        raise ValueError(
+            f"export: expected a doubledip task result carrying its fitted generators (result.fitted), "
+            f"got {type(result).__name__} with fitted={type(fitted).__name__}")
+    missing = [n for n in fitted["nets"].keys() if n not in fitted["inputs"]]
+    if missing:
+        raise ValueError(f"export: the fitted nets {missing} have no fixed input")
+    return fitted
+
+
+def _generator_modules(fitted: dict, names: list[str], explicit_bn: bool) -> dict:
+    """name -> (CPU float32 module mapping the fixed input to the cropped output, input tensor)."""
+    import torch
+
+    from doubledip.engine.unet import SkipUNet
+
+    class BatchStatNorm2d(torch.nn.Module):
+        """Batch norm with batch statistics, as plain ops (what training-mode BatchNorm2d computes)."""
+
+        def __init__(self, bn: torch.nn.BatchNorm2d):
+            super().__init__()
+            c = bn.num_features
+            self.weight = torch.nn.Parameter(bn.weight.detach().reshape(1, c, 1, 1).clone(), requires_grad=False)
+            self.bias = torch.nn.Parameter(bn.bias.detach().reshape(1, c, 1, 1).clone(), requires_grad=False)
+            self.eps = float(bn.eps)
+
+        def forward(self, x):
+            mean = x.mean(dim=(0, 2, 3), keepdim=True)
+            d = x - mean
+            var = (d * d).mean(dim=(0, 2, 3), keepdim=True)
+            return d * torch.rsqrt(var + self.eps) * self.weight + self.bias
+
+    def swap_bn(module):
+        for child_name, child in module.named_children():
+            if isinstance(child, torch.nn.BatchNorm2d):
+                setattr(module, child_name, BatchStatNorm2d(child))
+            else:
+                swap_bn(child)
+
+    class Generator(torch.nn.Module):
+        def __init__(self, net, scalar: bool, padded, offset, size):
+            super().__init__()
+            self.net = net
+            self.scalar = scalar
+            self.padded, self.offset, self.size = tuple(padded), tuple(offset), tuple(size)
+
+        def forward(self, z):
+            out = self.net(z)
+            if self.scalar:
+                h, w = self.padded[0] // 2, self.padded[1] // 2
+                return out[:, :, h:h + 1, w:w + 1] * 0.9 + 0.05
+            (top, left), (h, w) = self.offset, self.size
+            return out[:, :, top:top + h, left:left + w]
+
+    modules = {}
+    for name in names:
+        net = fitted["nets"][name]
+        if not isinstance(net, SkipUNet):
+            raise TypeError(f"export: fitted net {name!r} must be a SkipUNet, got {type(net).__name__}")
+        net = copy.deepcopy(net).cpu().float()
+        if hasattr(net, "set_memory_format"):
+            net.set_memory_format(torch.contiguous_format)
+        else:
+            net = net.to(memory_format=torch.contiguous_format)
+        for p in net.parameters():
+            p.requires_grad_(False)
+        if explicit_bn:
+            swap_bn(net)
+        z = fitted["inputs"][name].detach().cpu().float().contiguous()
+        gen = Generator(net, name.startswith("alpha_"), fitted["padded"], fitted["offset"], fitted["size"])
+        modules[name] = (gen.train(), z)
+    return modules
+
+
+def reference_outputs(result) -> dict:
+    """name -> what each exported file should give: the fitted net re-run (in torch, contiguous
+    memory, batch statistics) on its fixed input, cropped (alpha nets: the mixing weight)."""
+    import torch
+
+    fitted = _check_fitted(result)
+    names = list(fitted["nets"].keys())
+    with torch.no_grad():
+        return {n: m(z).numpy() for n, (m, z) in _generator_modules(fitted, names, False).items()}
+
+
+def _export_onnx(module, z, path: Path, exporter: str) -> tuple[str, int]:
+    """Write ``module`` (one input ``z``) to ``path``, with ``z``'s value as the input's default.
+    Returns the exporter that worked and the opset."""
+    import onnx
+    import torch
+    from onnx import numpy_helper
+
+    tried = ["dynamo", "legacy"] if exporter == "auto" else [exporter]
+    errors = []
+    used = None
+    for kind in tried:
+        loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.onnx._internal.exporter._registration")]
+        levels = [lg.level for lg in loggers]
+        try:
+            for lg in loggers:
+                lg.setLevel(logging.ERROR)
+            with warnings.catch_warnings(), torch.no_grad():
+                warnings.simplefilter("ignore")
+                if kind == "dynamo":
+                    torch.onnx.export(module, (z,), str(path), dynamo=True, input_names=["z"],
+                                      output_names=["output"], verbose=False, external_data=False)
+                else:
+                    torch.onnx.export(module, (z,), str(path), dynamo=False, input_names=["z"],
+                                      output_names=["output"], opset_version=LEGACY_OPSET,
+                                      do_constant_folding=True)
+            used = kind
+            break
+        except Exception as exc:  # noqa: BLE001 - any exporter failure falls through to the next
+            errors.append(f"{kind}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        finally:
+            for lg, lv in zip(loggers, levels):
+                lg.setLevel(lv)
+    if used is None:
+        raise RuntimeError("export: torch.onnx.export failed (" + "; ".join(errors) + ")")
+    model = onnx.load(str(path))
+    inputs = [i.name for i in model.graph.input]
+    if inputs != ["z"]:
+        raise RuntimeError(f"export: the exported graph has inputs {inputs}, expected ['z']")
+    model.graph.initializer.append(numpy_helper.from_array(z.numpy(), "z"))
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+    return used, int(opset)
+
+
+def _export_torchscript(module, z, path: Path) -> None:
+    import torch
+
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(module, (z,), check_trace=False)
+
+    class Baked(torch.nn.Module):
+        def __init__(self, generator, z0):
+            super().__init__()
+            self.generator = generator
+            self.register_buffer("z", z0)
+
+        def forward(self, z: torch.Tensor | None = None) -> torch.Tensor:
+            if z is None:
+                return self.generator(self.z)
+            return self.generator(z)
+
+    torch.jit.save(torch.jit.script(Baked(traced, z.clone())), str(path))
+
+
+def export(result, directory, format: str = "onnx", *, exporter: str = "auto") -> Path:
+    """Write each fitted generator of ``result`` to ``directory`` (created if needed) with its
+    fixed input, plus ``manifest.json``; returns the directory.
+
+    format: "onnx" (one ``<name>.onnx`` per generator) or "torchscript" (``<name>.pt``).
+    exporter (ONNX only): "auto" (torch.onnx's dynamo exporter, falling back to the
+    TorchScript-based one if it fails), "dynamo" or "legacy".
+    Each generator's fixed input is also written as ``<name>.input.npy``. Files are written to a
+    temporary folder beside the target first, then moved in.
+    """
+    if format not in FORMATS:
+        raise ValueError(f"export: format must be one of {FORMATS}, got {format!r}")
+    if exporter not in EXPORTERS:
+        raise ValueError(f"export: exporter must be one of {EXPORTERS}, got {exporter!r}")
+    fitted = _check_fitted(result)
+    task = getattr(result, "task", "")
+    names = list(fitted["nets"].keys())
+    spec = _task_spec(task, names, result)
+    if format == "onnx":
+        try:
+            import onnx  # noqa: F401
+        except ImportError:
+            raise ValueError("export: format 'onnx' needs the onnx package "
+                             "(pip install 'doubledip[onnx]')") from None
+    import torch
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".doubledip-export-", dir=directory))
+    size, padded, offset = (tuple(int(v) for v in fitted[k]) for k in ("size", "padded", "offset"))
+    generators, used, opsets = {}, set(), set()
+    try:
+        modules = _generator_modules(fitted, names, explicit_bn=(format == "onnx"))
+        for name, (module, z) in modules.items():
+            fname = name + _SUFFIX[format]
+            np.save(tmp / f"{name}.input.npy", z.numpy())
+            if format == "onnx":
+                kind, opset = _export_onnx(module, z, tmp / fname, exporter)
+                used.add(kind)
+                opsets.add(opset)
+            else:
+                _export_torchscript(module, z, tmp / fname)
+            scalar = module.scalar
+            channels = fitted["nets"][name].config.out_channels
+            generators[name] = {
+                "file": fname,
+                "input_file": f"{name}.input.npy",
+                "input_name": "z",
+                "input_shape": list(z.shape),
+                "output_shape": [1, 1, 1, 1] if scalar else [1, channels, *size],
+                "kind": "scalar" if scalar else "layer",
+                "output": _ALPHA if scalar else
+                f"net(z)[:, :, {offset[0]}:{offset[0] + size[0]}, {offset[1]}:{offset[1] + size[1]}] in (0, 1)",
+            }
+        manifest: dict[str, Any] = {
+            "doubledip_export": MANIFEST_VERSION,
+            "task": task,
+            "format": format,
+            "exporter": ("+".join(sorted(used)) if format == "onnx" else "torch.jit.trace + torch.jit.script"),
+            "torch_version": torch.__version__,
+            "size": list(size),
+            "padded": list(padded),
+            "offset": list(offset),
+            "crop": "each net runs at the padded size and its output is cropped inside the exported "
+                    "graph: rows offset[0]:offset[0]+size[0], columns offset[1]:offset[1]+size[1]",
+            "batch_norm": "batch statistics (training mode, as in fitting): per channel, mean and biased "
+                          f"variance over N, H, W, eps {BN_EPS:g}; running statistics are never used"
+                          + ("; written as explicit ReduceMean/Sub/Mul/Sqrt ops" if format == "onnx"
+                             else "; the native batch_norm op in training mode"),
+            "layers": [n for n in names if not generators[n]["kind"] == "scalar"],
+            "values": [n for n in names if generators[n]["kind"] == "scalar"],
+            "generators": generators,
+            "groups": spec.get("groups", {}),
+            "constants": spec.get("constants", {}),
+            "recombine": spec["recombine"],
+            "not_included": spec["not_included"],
+        }
+        if format == "onnx":
+            manifest["opset"] = max(opsets)
+            manifest["run"] = ("onnxruntime.InferenceSession(file).run(None, {})[0] gives 1 x C x H x W "
+                               "(the fixed input is stored in the file; feed {'z': array} to override)")
+        else:
+            manifest["run"] = "torch.jit.load(file)() gives 1 x C x H x W (pass a tensor to override the input)"
+        result_size = _result_size(result)
+        if result_size is not None and tuple(result_size) != size:
+            manifest["result_size"] = list(result_size)
+        with open(tmp / MANIFEST, "w") as fh:
+            json.dump(manifest, fh, indent=2)
+        for p in _previous_files(directory):  # a previous export's files would contradict the manifest
+            p.unlink(missing_ok=True)
+        for f in sorted(tmp.iterdir()):
+            os.replace(f, directory / f.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return directory
+
+
+def _previous_files(directory: Path) -> list[Path]:
+    """The generator and input files an earlier export's manifest in ``directory`` lists."""
+    try:
+        with open(directory / MANIFEST) as fh:
+            gens = json.load(fh).get("generators", {})
+        names = [g[k] for g in gens.values() for k in ("file", "input_file")]
+    except (OSError, ValueError, AttributeError, TypeError, KeyError):
+        return []
+    return [directory / n for n in names if isinstance(n, str) and "/" not in n and "\\" not in n]
+
+
+def _result_size(result):
+    for field in ("image", "reconstruction", "mask", "watermark"):
+        v = getattr(result, field, None)
+        if isinstance(v, np.ndarray) and v.ndim >= 2:
+            return v.shape[:2]
+    layers = getattr(result, "layers", None)
+    if layers:
+        return np.asarray(layers[0]).shape[:2]
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# load
+
+
+def _hwc(x: np.ndarray) -> np.ndarray:
+    """1 x C x H x W -> H x W x C float32 (C = 1: H x W), as the task results are."""
+    x = np.asarray(x, dtype=np.float32)[0].transpose(1, 2, 0)
+    return np.ascontiguousarray(x[:, :, 0] if x.shape[2] == 1 else x)
+
+
+def _run_onnx(path: Path, z: np.ndarray | None) -> np.ndarray:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ValueError("load_exported: ONNX files need onnxruntime (pip install 'doubledip[onnx]')") from None
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # not the note that the input has a default value (by design)
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return session.run(None, {} if z is None else {"z": z})[0]
+
+
+def _run_torchscript(path: Path, z: np.ndarray | None) -> np.ndarray:
+    import torch
+
+    module = torch.jit.load(str(path), map_location="cpu")
+    with torch.no_grad():
+        out = module() if z is None else module(torch.from_numpy(z))
+    return out.numpy()
+
+
+def _broadcast(weight: np.ndarray, other: np.ndarray) -> np.ndarray:
+    if weight.ndim == 2 and other.ndim == 3:
+        return weight[:, :, None]
+    return weight
+
+
+def load_exported(directory, inputs: dict | None = None) -> dict:
+    """Run the generators that :func:`export` wrote to ``directory``; returns a dict of numpy
+    arrays: each generator's output by name (layers H x W x C, or H x W for one channel; mixing
+    weights as 0-d arrays), the groups the manifest names (``layers``, ``alphas``...: lists), the
+    manifest's constants, and every recombined image the manifest says how to make
+    (``reconstruction``, ``image``, ``mixture_0``...). ``inputs`` (name -> 1 x C x Hp x Wp array)
+    overrides a generator's fixed input. Needs numpy and onnxruntime (ONNX) or torch (TorchScript),
+    nothing of the training code.
+    """
+    directory = Path(directory)
+    path = directory / MANIFEST
+    if not path.is_file():
+        raise ValueError(f"load_exported: expected a folder written by export() with {MANIFEST}, "
+                         f"got {str(directory)!r} (no {MANIFEST} there)")
+    with open(path) as fh:
+        manifest = json.load(fh)
+    if not isinstance(manifest, dict) or manifest.get("format") not in FORMATS or "generators" not in manifest:
+        raise ValueError(f"load_exported: {str(path)!r} is not a doubledip export manifest")
+    inputs = dict(inputs or {})
+    unknown = sorted(set(inputs) - set(manifest["generators"]))
+    if unknown:
+        raise ValueError(f"load_exported: inputs names {unknown}, expected generator names "
+                         f"{sorted(manifest['generators'])}")
+    run = _run_onnx if manifest["format"] == "onnx" else _run_torchscript
+    out: dict[str, Any] = {}
+    for name, gen in manifest["generators"].items():
+        z = inputs.get(name)
+        if z is not None:
+            z = np.ascontiguousarray(z, dtype=np.float32)
+            if list(z.shape) != list(gen["input_shape"]):
+                raise ValueError(f"load_exported: input for {name!r} has shape {list(z.shape)}, "
+                                 f"expected {gen['input_shape']}")
+        y = run(directory / gen["file"], z)
+        out[name] = np.float32(y.reshape(())) if gen["kind"] == "scalar" else _hwc(y)
+    for name, value in manifest.get("constants", {}).items():
+        out.setdefault(name, np.asarray(value, dtype=np.float32))
+    for entry in manifest.get("recombine", []):
+        op = entry.get("op")
+        if op == "sum":
+            img = sum(out[t] for t in entry["terms"])
+        elif op == "blend":
+            wgt, a, b = out[entry["weight"]], out[entry["a"]], out[entry["b"]]
+            wgt = _broadcast(wgt, a if np.ndim(a) >= np.ndim(b) else b)
+            img = wgt * a + (1 - wgt) * b
+        else:  # described only (needs something that was not exported)
+            continue
+        if entry.get("clip"):
+            img = np.clip(img, *entry["clip"])
+        out[entry["name"]] = np.asarray(img, dtype=np.float32)
+    for group, members in manifest.get("groups", {}).items():
+        out[group] = [out[m] for m in members]
+    if "alphas" in out:
+        out["alphas"] = np.asarray(out["alphas"], dtype=np.float32)
+    return out
