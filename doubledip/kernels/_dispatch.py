@@ -17,8 +17,9 @@ import importlib
 import importlib.util
 import os
 
+import torch
+
 BACKENDS = ("auto", "torch", "triton", "cpp")
-_OPS = {"blend_loss": "blend", "exclusion_loss": "exclusion", "perturb": "noise"}
 
 
 def backend_name() -> str:
@@ -46,7 +47,11 @@ def cpp_available() -> bool:
 
 def resolve(device) -> str:
     """The backend (``torch``, ``triton`` or ``cpp``) that serves tensors on ``device`` now."""
-    name, kind = backend_name(), device.type
+    return _resolve(torch.device(device).type)
+
+
+def _resolve(kind: str) -> str:
+    name = backend_name()
     if name == "torch":
         return "torch"
     if name == "auto":
@@ -72,6 +77,13 @@ def resolve(device) -> str:
     return "cpp"
 
 
+# Under torch.compile the choice is made once, at trace time (it imports modules and reads the
+# environment, which dynamo cannot trace): a compiled function keeps the backend it was traced with.
+# This is what torch.compiler.assume_constant_result does; calling that here would import
+# torch._dynamo, which imports triton, at `import doubledip.kernels` (tests guard both facts).
+_resolve._dynamo_marked_constant = True
+
+
 def primitives(backend: str, group: str):
     """The module with the fused primitives of ``group`` (blend, exclusion, noise) for ``backend``."""
     if backend == "cpp":
@@ -86,10 +98,10 @@ def pick(op: str, tensor):
 
     Returns a callable with the reference's signature.
     """
-    from doubledip import kernels
+    from doubledip.kernels import blend, exclusion, noise
 
-    backend = resolve(tensor.device)
+    module = {"blend_loss": blend, "exclusion_loss": exclusion, "perturb": noise}[op]
+    backend = _resolve(tensor.device.type)
     if backend == "torch":
-        return getattr(kernels, f"{op}_ref")
-    module = importlib.import_module(f"doubledip.kernels.{_OPS[op]}")
+        return getattr(module, f"{op}_ref")
     return functools.partial(getattr(module, f"_{op}_fused"), backend=backend)
