@@ -257,7 +257,7 @@ def _export_torchscript(module, z, path: Path) -> None:
     import torch
 
     with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
+        warnings.simplefilter("ignore")  # torch.jit's deprecation notices (torch >= 2.10)
         traced = torch.jit.trace(module, (z,), check_trace=False)
 
     class Baked(torch.nn.Module):
@@ -271,7 +271,9 @@ def _export_torchscript(module, z, path: Path) -> None:
                 return self.generator(self.z)
             return self.generator(z)
 
-    torch.jit.save(torch.jit.script(Baked(traced, z.clone())), str(path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.save(torch.jit.script(Baked(traced, z.clone())), str(path))
 
 
 def export(result, directory, format: str = "onnx", *, exporter: str = "auto") -> Path:
@@ -417,7 +419,9 @@ def _run_onnx(path: Path, z: np.ndarray | None) -> np.ndarray:
 def _run_torchscript(path: Path, z: np.ndarray | None) -> np.ndarray:
     import torch
 
-    module = torch.jit.load(str(path), map_location="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        module = torch.jit.load(str(path), map_location="cpu")
     with torch.no_grad():
         out = module() if z is None else module(torch.from_numpy(z))
     return out.numpy()
