@@ -257,6 +257,19 @@ def run_ours(task, case, iterations, seed, block, warmup, mode) -> dict:
             "reconstruction_psnr": float(max(psnrs)) if psnrs else None}
 
 
+def _commit() -> str:
+    """doubledip's git commit (with ``+dirty`` when its tree has changes), or "unknown"."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "doubledip"],
+                               cwd=root, capture_output=True, text=True).stdout.strip()
+        return head + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
 def worker(args) -> None:
     import torch
     torch.set_num_threads(args.threads)
@@ -271,7 +284,7 @@ def worker(args) -> None:
                        args.warmup, args.mode)
     metrics = SCORERS[args.worker_task](res["outputs"], case.truth)
     peak = _peak_mb()
-    out = {"side": args.worker_side, "task": args.worker_task, "case": case.name,
+    out = {"commit": _commit(),"side": args.worker_side, "task": args.worker_task, "case": case.name,
            "seed": args.worker_seed, "size": args.size, "iterations": args.iterations,
            "threads": torch.get_num_threads(), "seconds": res["seconds"],
            "s_per_iter": _block_median(res["stamps"], args.warmup),
