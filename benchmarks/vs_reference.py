@@ -370,11 +370,17 @@ def main(argv=None) -> int:
     p.add_argument("--case", choices=("suite", "textures"), default="suite")
     p.add_argument("--sides", default="authors,ours", help="which implementations to run")
     p.add_argument("--json", default=None, help="also write every run's record to this file")
+    p.add_argument("--from-json", nargs="+", default=None, metavar="FILE",
+                   help="only print the table for runs saved earlier with --json (no runs)")
     p.add_argument("--worker-side", help=argparse.SUPPRESS)
     p.add_argument("--worker-task", help=argparse.SUPPRESS)
     p.add_argument("--worker-seed", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
+    if args.from_json:
+        runs = [r for f in args.from_json for r in json.loads(Path(f).read_text())]
+        print(summarise(runs))
+        return 0
     ref = Path(args.reference) if args.reference else None
     if ref is None or not (ref / "transparency_separation.py").is_file() or not (ref / "dehazing.py").is_file():
         print(f"vs_reference: no checkout of the authors' DoubleDIP code at {args.reference!r} "

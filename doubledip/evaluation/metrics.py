@@ -136,21 +136,20 @@ def match_layers(layers: Sequence, truths: Sequence) -> tuple[int, ...]:
 
 
 def separation(layers: Sequence, truths: Sequence) -> float:
-    """How much each recovered layer resembles its own true layer rather than the other one.
+    """How much each recovered layer resembles one true layer rather than the other.
 
-    Per layer: ``corr(layer, own truth) - corr(layer, other truth)``, averaged over the two
-    layers (after matching) and divided by ``1 - corr(truth_0, truth_1)``, so a perfect
-    separation scores 1.0 and returning the mixture as both layers scores 0.0.
+    Per layer: ``corr(layer, its truth) - corr(layer, the other truth)`` (Pearson over all pixels
+    and channels), averaged over the two layers and divided by ``1 - corr(truth_0, truth_1)``,
+    under the assignment that scores higher (swapping the layers flips the sign, so this is the
+    absolute value). A perfect separation scores 1.0; returning the mixture as both layers, 0.0.
     """
     est = _check_layers(layers, "layers")
     ref = _check_layers(truths, "truths")
-    order = match_layers(est, ref)
-    est = [est[o] for o in order]
     gaps = [correlation(est[i], ref[i]) - correlation(est[i], ref[1 - i]) for i in range(2)]
     scale = 1.0 - correlation(ref[0], ref[1])
     if scale <= 1e-6:
         raise ValueError("the true layers are identical up to scale: separation is undefined")
-    return float(np.mean(gaps) / scale)
+    return float(abs(np.mean(gaps)) / scale)
 
 
 def layer_scores(layers: Sequence, truths: Sequence, with_ssim: bool = True) -> dict:
