@@ -9,6 +9,7 @@
 //   dP/dg = 2 psi psi' = psi (1 - psi^2)   (psi' = (1 - psi^2) / 2)
 //   with G = dLoss/dg:  dLoss/dx[r, q] = Gx[r-1, q] - Gx[r, q] + Gy[r, q-1] - Gy[r, q]  (+ coarser levels)
 // Rows are processed in chunks; each chunk recomputes the x-terms of the row above it.
+// C = 3 has fused row loops (psi values never leave registers); other C go through row buffers.
 #include <cstring>
 #include <vector>
 
@@ -103,9 +104,7 @@ inline void pair_grads(const float* Pa, const float* Da, const float* Qb, const 
 inline void pair_grads_any(const float* Pa, const float* Da, const float* Qb, const float* Db,
                            const float* K, int64_t c, int64_t stride, int64_t len, float* Ga,
                            float* Gb, int64_t gstride) {
-    if (c == 3)
-        pair_grads<3>(Pa, Da, Qb, Db, K, c, stride, len, Ga, Gb, gstride);
-    else if (c == 1)
+    if (c == 1)
         pair_grads<1>(Pa, Da, Qb, Db, K, c, stride, len, Ga, Gb, gstride);
     else
         pair_grads<0>(Pa, Da, Qb, Db, K, c, stride, len, Ga, Gb, gstride);
@@ -119,6 +118,51 @@ inline void spread_row(const float* u, int64_t wc, float* up, int64_t w) {
         up[2 * q + 1] = 0.25f * u[q];
     }
     for (int64_t q = 2 * wc; q < w; ++q) up[q] = 0.0f;
+}
+
+// ---- C = 3 (the method's RGB images): one loop per row and direction, psi values in registers.
+// `a`, `b` point at channel 0 of the row, channels `hw` apart; `step` is the neighbour's offset
+// (w: next row, x-direction; 1: next column, y-direction).
+
+// out[j * 3 + i] += sum over q of psi(da_j)^2 psi(db_i)^2
+inline void pair_sums3(const float* a, const float* b, int64_t hw, int64_t step, int64_t len,
+                       double* out) {
+    const float *a0 = a, *a1 = a + hw, *a2 = a + 2 * hw, *b0 = b, *b1 = b + hw, *b2 = b + 2 * hw;
+    float s00 = 0, s01 = 0, s02 = 0, s10 = 0, s11 = 0, s12 = 0, s20 = 0, s21 = 0, s22 = 0;
+#pragma omp simd reduction(+ : s00, s01, s02, s10, s11, s12, s20, s21, s22)
+    for (int64_t q = 0; q < len; ++q) {
+        const float t0 = psi(a0[q + step] - a0[q]), t1 = psi(a1[q + step] - a1[q]), t2 = psi(a2[q + step] - a2[q]);
+        const float u0 = psi(b0[q + step] - b0[q]), u1 = psi(b1[q + step] - b1[q]), u2 = psi(b2[q + step] - b2[q]);
+        const float p0 = t0 * t0, p1 = t1 * t1, p2 = t2 * t2, r0 = u0 * u0, r1 = u1 * u1, r2 = u2 * u2;
+        s00 += p0 * r0; s01 += p0 * r1; s02 += p0 * r2;
+        s10 += p1 * r0; s11 += p1 * r1; s12 += p1 * r2;
+        s20 += p2 * r0; s21 += p2 * r1; s22 += p2 * r2;
+    }
+    out[0] += s00; out[1] += s01; out[2] += s02;
+    out[3] += s10; out[4] += s11; out[5] += s12;
+    out[6] += s20; out[7] += s21; out[8] += s22;
+}
+
+// Ga_j[q] = dP/dg(a_j) sum_i K_ji Pb_i,  Gb_i[q] = dP/dg(b_i) sum_j K_ji Pa_j  (dP/dg = psi (1 - psi^2))
+inline void pair_grads3(const float* a, const float* b, int64_t hw, int64_t step, int64_t len,
+                        const float* K, float* Ga, float* Gb, int64_t gstride) {
+    const float *a0 = a, *a1 = a + hw, *a2 = a + 2 * hw, *b0 = b, *b1 = b + hw, *b2 = b + 2 * hw;
+    const float k00 = K[0], k01 = K[1], k02 = K[2], k10 = K[3], k11 = K[4], k12 = K[5];
+    const float k20 = K[6], k21 = K[7], k22 = K[8];
+    float *ga0 = Ga, *ga1 = Ga + gstride, *ga2 = Ga + 2 * gstride;
+    float *gb0 = Gb, *gb1 = Gb + gstride, *gb2 = Gb + 2 * gstride;
+#pragma omp simd
+    for (int64_t q = 0; q < len; ++q) {
+        const float t0 = psi(a0[q + step] - a0[q]), t1 = psi(a1[q + step] - a1[q]), t2 = psi(a2[q + step] - a2[q]);
+        const float u0 = psi(b0[q + step] - b0[q]), u1 = psi(b1[q + step] - b1[q]), u2 = psi(b2[q + step] - b2[q]);
+        const float p0 = t0 * t0, p1 = t1 * t1, p2 = t2 * t2, r0 = u0 * u0, r1 = u1 * u1, r2 = u2 * u2;
+        ga0[q] = t0 * (1.0f - p0) * (k00 * r0 + k01 * r1 + k02 * r2);
+        ga1[q] = t1 * (1.0f - p1) * (k10 * r0 + k11 * r1 + k12 * r2);
+        ga2[q] = t2 * (1.0f - p2) * (k20 * r0 + k21 * r1 + k22 * r2);
+        gb0[q] = u0 * (1.0f - r0) * (k00 * p0 + k10 * p1 + k20 * p2);
+        gb1[q] = u1 * (1.0f - r1) * (k01 * p0 + k11 * p1 + k21 * p2);
+        gb2[q] = u2 * (1.0f - r2) * (k02 * p0 + k12 * p1 + k22 * p2);
+    }
 }
 
 }  // namespace
@@ -156,6 +200,12 @@ void excl_means(const float* a, const float* b, float* out, int64_t n, int64_t c
             double* sy = sx + cc;
             for (int64_t r = r0; r < r1; ++r) {
                 const bool has_x = r < h - 1;
+                if (c == 3) {
+                    const float *ar = a + item * 3 * hw + r * w, *br = b + item * 3 * hw + r * w;
+                    if (has_x) pair_sums3(ar, br, hw, w, w, sx);
+                    pair_sums3(ar, br, hw, 1, w - 1, sy);
+                    continue;
+                }
                 for (int64_t ch = 0; ch < c; ++ch) {
                     const float* ar = a + (item * c + ch) * hw + r * w;
                     const float* br = b + (item * c + ch) * hw + r * w;
@@ -211,6 +261,11 @@ void excl_grad(const float* a, const float* b, const float* k, const float* gup_
                 std::memset(Gb, 0, sizeof(float) * c * w);
                 return;
             }
+            if (c == 3) {
+                pair_grads3(a + item * 3 * hw + r * w, b + item * 3 * hw + r * w, hw, w, w,
+                            k + item * 2 * cc, Ga, Gb, w);
+                return;
+            }
             for (int64_t ch = 0; ch < c; ++ch) {
                 const float* ar = a + (item * c + ch) * hw + r * w;
                 const float* br = b + (item * c + ch) * hw + r * w;
@@ -229,13 +284,18 @@ void excl_grad(const float* a, const float* b, const float* k, const float* gup_
             for (int64_t r = r0; r < r1; ++r) {
                 x_grads(item, r, cur_a, cur_b);
                 // y-gradients of row r at positions 1..w-1 of the padded rows
-                for (int64_t ch = 0; ch < c; ++ch) {
-                    const float* ar = a + (item * c + ch) * hw + r * w;
-                    const float* br = b + (item * c + ch) * hw + r * w;
-                    squash_row(ar, ar + 1, Pa + ch * w, Da + ch * w, w - 1);
-                    squash_row(br, br + 1, Qb + ch * w, Db + ch * w, w - 1);
+                if (c == 3) {
+                    pair_grads3(a + item * 3 * hw + r * w, b + item * 3 * hw + r * w, hw, 1, w - 1,
+                                k + item * 2 * cc + cc, Gay + 1, Gby + 1, wp);
+                } else {
+                    for (int64_t ch = 0; ch < c; ++ch) {
+                        const float* ar = a + (item * c + ch) * hw + r * w;
+                        const float* br = b + (item * c + ch) * hw + r * w;
+                        squash_row(ar, ar + 1, Pa + ch * w, Da + ch * w, w - 1);
+                        squash_row(br, br + 1, Qb + ch * w, Db + ch * w, w - 1);
+                    }
+                    pair_grads_any(Pa, Da, Qb, Db, k + item * 2 * cc + cc, c, w, w - 1, Gay + 1, Gby + 1, wp);
                 }
-                pair_grads_any(Pa, Da, Qb, Db, k + item * 2 * cc + cc, c, w, w - 1, Gay + 1, Gby + 1, wp);
                 for (int64_t ch = 0; ch < c; ++ch) {
                     Gay[ch * wp] = Gay[ch * wp + w] = 0.0f;
                     Gby[ch * wp] = Gby[ch * wp + w] = 0.0f;
