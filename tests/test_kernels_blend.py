@@ -125,3 +125,17 @@ def test_blend_reference_gradcheck(mask_kind, loss):
     else:
         fn = lambda m, a, b, t: blend_loss_ref(m, a, b, t, loss)  # noqa: E731
     assert torch.autograd.gradcheck(fn, inputs)
+
+
+@pytest.mark.parametrize("mask_shape", [(1, 1, 13, 17), (1, 3, 13, 17), (3, 1, 1)], ids=str)
+def test_blend_other_broadcasts_fall_back(backend, mask_shape):
+    """Masks broadcast over the batch (or 3-dim) are not fused: the reference serves them, with gradients."""
+    _, device = backend
+    gen = torch.Generator().manual_seed(8)
+    a, b, t = (torch.rand(2, 3, 13, 17, generator=gen).to(device).requires_grad_() for _ in range(3))
+    m = torch.rand(mask_shape, generator=gen).to(device).requires_grad_()
+    got, got_g = _run(lambda m, a, b, t: blend_loss(m, a, b, t, "l1"), [m, a, b, t])
+    want, want_g = _run(lambda m, a, b, t: blend_loss_ref(m, a, b, t, "l1"), [m, a, b, t])
+    _close(got, want)
+    for g, w in zip(got_g, want_g):
+        _close(g, w)
