@@ -11,8 +11,12 @@ import os
 import sys
 from glob import glob
 
-from pybind11.setup_helpers import Pybind11Extension, build_ext
 from setuptools import setup
+
+try:
+    from pybind11.setup_helpers import Pybind11Extension, build_ext
+except ImportError:  # only with --no-build-isolation and no pybind11: install without the core
+    Pybind11Extension = None
 
 
 def _compile_args() -> list[str]:
@@ -24,6 +28,11 @@ def _compile_args() -> list[str]:
         args.append("-march=native")
     return args
 
+
+if Pybind11Extension is None:
+    print("doubledip: pybind11 not found, the C++ CPU core is not built", file=sys.stderr)
+    setup()
+    sys.exit(0)
 
 core = Pybind11Extension(
     "doubledip.bindings._core",
