@@ -5,6 +5,11 @@ Ops (batch N >= 1; each returns the mean over items of each item's own value):
 - ``blend_loss(mask, a, b, target, loss)``: loss of ``mask*a + (1-mask)*b`` (or ``a + b``) vs target.
 - ``exclusion_loss(a, b, levels)``: the multi-level gradient exclusion loss (ALGORITHM.md sec. 4).
 - ``perturb(z, sigma, seed)``: ``z + sigma * N(0, 1)``, deterministic per seed.
+
+Backends (``_dispatch``; ``DOUBLEDIP_BACKEND=auto|torch|triton|cpp``): Triton kernels for CUDA tensors
+(``_triton_*.py``, imported only when chosen), the C++ core for CPU tensors (``doubledip.bindings``),
+the references otherwise. The fused primitives are ``torch.library`` custom ops under
+``torch.compile`` (``_ops``).
 """
 from doubledip.kernels.blend import blend_loss, blend_loss_ref
 from doubledip.kernels.exclusion import exclusion_loss, exclusion_loss_ref
