@@ -7,6 +7,7 @@
 
 Importing this package loads torch but never triton, onnx or CUDA.
 """
+from doubledip.engine.batch import batch
 from doubledip.engine.config import SolverConfig, UNetConfig
 from doubledip.engine.tasks.dehazing import dehaze
 from doubledip.engine.tasks.pair import separate_pair
@@ -34,5 +35,5 @@ def load_exported(directory, inputs=None):
 __all__ = [
     "SolverConfig", "UNetConfig",
     "dehaze", "separate", "separate_pair", "segment", "remove_watermark", "remove_watermark_multi",
-    "evaluate", "load_exported",
+    "evaluate", "batch", "load_exported",
 ]

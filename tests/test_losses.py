@@ -88,7 +88,26 @@ def test_std_loss_by_hand():
 
 
 def test_gray_loss_and_psnr():
-    m = torch.tensor([0.0, 1.0, 0.25, 0.75])  # |m - .5| = .5, .5, .25, .25 -> mean .375
+    m = torch.tensor([[0.0, 1.0, 0.25, 0.75]])  # |m - .5| = .5, .5, .25, .25 -> mean .375
     assert float(gray_loss(m)) == pytest.approx(1 / 0.375)
-    a = torch.zeros(4)
-    assert float(psnr(a, torch.full((4,), 0.1))) == pytest.approx(20.0, rel=1e-6)
+    a = torch.zeros(2, 4)
+    est = torch.stack([torch.full((4,), 0.1), torch.full((4,), 0.01)])
+    torch.testing.assert_close(psnr(a, est), torch.tensor([20.0, 40.0]))
+
+
+def test_summed_terms_are_sums_of_each_problems_loss():
+    """N independent problems: every term is the sum of the terms of each problem alone."""
+    from doubledip.engine.losses import blend_sum, exclusion_sum, l1_sum, mse_sum
+
+    torch.manual_seed(0)
+    a, b, t = (torch.rand(3, 3, 16, 12, dtype=torch.float64) for _ in range(3))
+    m = torch.rand(3, 1, 16, 12, dtype=torch.float64)
+    terms = [
+        lambda i: masked_l1(a[i], b[i], m[i]), lambda i: std_loss(a[i]), lambda i: gray_loss(m[i]),
+        lambda i: l1_sum(a[i], 0.5), lambda i: mse_sum(a[i], t[i]),
+        lambda i: blend_sum(m[i], a[i], b[i], t[i], "l1"), lambda i: exclusion_sum(a[i], b[i]),
+    ]
+    for term in terms:
+        whole = term(slice(None))
+        parts = sum(term(slice(i, i + 1)) for i in range(3))
+        assert float(whole) == pytest.approx(float(parts), rel=1e-10)

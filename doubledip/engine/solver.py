@@ -54,8 +54,9 @@ def split_iterations(total: Optional[int], defaults: tuple[int, ...]) -> tuple[i
 class Step:
     """What one iteration of a task returns.
 
-    loss: 0-dim tensor to minimise. terms: named 0-dim tensors for the history (optional).
-    psnr: 0-dim reconstruction PSNR on the un-augmented image, or None when not measured.
+    loss: 0-dim tensor to minimise (summed over the problem's images).
+    psnr: (N,) reconstruction PSNR per image, on the un-augmented image, or None when not measured.
+    terms: named 0-dim tensors for the history (optional).
     """
 
     loss: torch.Tensor
@@ -64,9 +65,10 @@ class Step:
 
 
 class BestTracker:
-    """Keeps the outputs with the highest PSNR seen, on the device (no host sync).
+    """Keeps, per problem, the outputs with the highest PSNR seen, on the device (no host sync).
 
-    ``strict``: a new PSNR must exceed the best (True) or may equal it (False) to replace it.
+    psnr: (N,) per problem; outputs: tensors with a leading N. ``strict``: a new PSNR must exceed
+    the best (True) or may equal it (False) to replace it.
     """
 
     def __init__(self, strict: bool = True):
@@ -81,7 +83,8 @@ class BestTracker:
             self.psnr, self.outputs = psnr.clone(), {k: v.clone() for k, v in outputs.items()}
             return
         better = psnr > self.psnr if self.strict else psnr >= self.psnr
-        self.outputs = {k: torch.where(better, v, self.outputs[k]) for k, v in outputs.items()}
+        self.outputs = {k: torch.where(better.view(-1, *[1] * (v.dim() - 1)), v, self.outputs[k])
+                        for k, v in outputs.items()}
         self.psnr = torch.where(better, psnr, self.psnr)
 
 
@@ -125,8 +128,11 @@ class ProgressReporter:
         if self.bar is not None:
             self.bar.update(advanced)
             post = {"loss": f"{record['loss']:.4f}"}
-            if record.get("psnr") is not None and math.isfinite(record["psnr"]):
-                post["psnr"] = f"{record['psnr']:.2f}"
+            shown = record.get("psnr")
+            if isinstance(shown, list):  # a batch: show the mean
+                shown = sum(shown) / len(shown)
+            if shown is not None and math.isfinite(shown):
+                post["psnr"] = f"{shown:.2f}"
             self.bar.set_postfix(post, refresh=False)
         if self.config.callback is not None:
             self.config.callback(dict(record))
@@ -134,6 +140,14 @@ class ProgressReporter:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def _psnr_value(psnr: Optional[torch.Tensor]):
+    """A logged PSNR: a float for one image, a list of floats for a batch (read here, every K)."""
+    if psnr is None:
+        return None
+    values = psnr.detach().float().cpu().tolist()
+    return values[0] if len(values) == 1 else values
 
 
 def run_problem(problem: Problem, config: SolverConfig, lr: float, reporter: ProgressReporter,
@@ -159,7 +173,7 @@ def run_problem(problem: Problem, config: SolverConfig, lr: float, reporter: Pro
             since_log += 1
             if log:
                 record = {"stage": stage, "iteration": done_before + k, "loss": out.loss.detach(),
-                          "psnr": out.psnr.detach() if out.psnr is not None else None}
+                          "psnr": _psnr_value(out.psnr)}
                 record.update({name: t.detach() for name, t in out.terms.items()})
                 if extra:
                     record.update(extra)

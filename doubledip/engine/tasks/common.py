@@ -1,5 +1,12 @@
-"""What every task shares: device and seed handling, nets built reproducibly, noise inputs,
-per-iteration perturbation, padding to the size the nets need, conversion of results."""
+"""What every task shares: device and seed handling, coupled nets built reproducibly, noise
+inputs, per-iteration perturbation, padding to the size the nets need, conversion of results.
+
+A problem holds ``B >= 1`` independent images of one size (``dd.batch``; a plain call is B = 1).
+Every image has its own seed, nets and noise, exactly as if run alone. Same-architecture nets
+(the coupled layer generators of one image, and the same net across the B images) run as one
+grouped :class:`SkipUNet`; losses are summed over images, so each image's gradients — and, Adam
+being elementwise, its updates — are those of its own problem.
+"""
 from __future__ import annotations
 
 import time
@@ -12,6 +19,7 @@ from torch import nn
 from doubledip.engine.config import SolverConfig, UNetConfig
 from doubledip.engine.inputs import all_augmentations, crop, noise_input, reflect_pad
 from doubledip.engine.solver import Problem, ProgressReporter, derive_seed
+from doubledip.engine.unet import SkipUNet
 from doubledip.kernels import perturb
 
 
@@ -26,33 +34,57 @@ def resolve(config: SolverConfig | None, **shortcuts) -> SolverConfig:
 
 
 class ImageProblem(Problem):
-    """Base of the tasks' problems: a seed, a device and a padded working size."""
+    """Base of the tasks' problems: per-image seeds, a device, a padded working size, net groups."""
 
-    def __init__(self, seed: int, device: torch.device, size: tuple[int, int], net_configs: list[UNetConfig]):
-        self.seed = seed
+    def __init__(self, seeds: list[int], device: torch.device, size: tuple[int, int], net_configs: list[UNetConfig]):
+        self.seeds = [int(s) for s in seeds]
+        self.batch = len(self.seeds)
         self.device = device
         self.size = size  # the caller's (H, W)
         # pad to what the most demanding net needs
         hs, ws = zip(*(cfg.padded_size(*size) for cfg in net_configs))
         self.padded = (max(hs), max(ws))
-        self.generator = torch.Generator().manual_seed(derive_seed(seed, 1))
+        self.generators = [torch.Generator().manual_seed(derive_seed(s, 1)) for s in self.seeds]
 
-    def build(self, configs: dict[str, UNetConfig]) -> nn.ModuleDict:
-        """The nets, initialised from this problem's seed (PyTorch default init), on the device."""
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(derive_seed(self.seed, 2))
-            nets = nn.ModuleDict({name: cfg.build() for name, cfg in configs.items()})
-        return nets.to(self.device)
+    def build(self, groups: dict[str, tuple[UNetConfig, list[str]]]) -> None:
+        """Create the nets: ``groups`` maps a group name to (config, member names). Each image's
+        nets are initialised from its own seed (PyTorch default init), member by member in the
+        order given; each group then runs as one grouped generator of B x members copies."""
+        per_image = []
+        for seed in self.seeds:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(derive_seed(seed, 2))
+                per_image.append({name: cfg.build() for cfg, names in groups.values() for name in names})
+        self.members = {g: list(names) for g, (_, names) in groups.items()}
+        self.nets = nn.ModuleDict({
+            g: SkipUNet.stack([per_image[b][name] for b in range(self.batch) for name in names])
+            for g, (_, names) in groups.items()}).to(self.device)
+
+    def generate(self, group: str, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Run a group: one B x Cin x H x W input per member -> one B x Cout x H x W output per member."""
+        net = self.nets[group]
+        members = len(self.members[group])
+        if len(inputs) != members:
+            raise ValueError(f"group {group!r} has {members} members, got {len(inputs)} inputs")
+        B, _, H, W = inputs[0].shape
+        x = torch.stack(inputs, 1).reshape(1, -1, H, W)  # copy index = b * members + m
+        y = net(x).reshape(B, members, -1, H, W)
+        return [y[:, m] for m in range(members)]
 
     def noise(self, channels: int, var: float = 1 / 100) -> torch.Tensor:
-        return noise_input(channels, *self.padded, var, self.generator, self.device)
+        """B x channels x Hp x Wp: ``U(-0.5, 0.5) * var``, each image from its own generator."""
+        return torch.cat([noise_input(channels, *self.padded, var, g, self.device) for g in self.generators])
 
     def noise_augmented(self, channels: int, var: float = 1 / 100) -> list[torch.Tensor]:
         return all_augmentations(self.noise(channels, var))
 
     def perturbed(self, z: torch.Tensor, sigma: float, *keys: int) -> torch.Tensor:
-        """``z + sigma * N(0, 1)``, the noise fixed by (seed, keys)."""
-        return perturb(z, sigma, derive_seed(self.seed, 3, *keys))
+        """``z + sigma * N(0, 1)`` (z: B x C x H x W), image b's noise fixed by (its seed, keys)."""
+        if float(sigma) == 0.0:
+            return z
+        if self.batch == 1:
+            return perturb(z, sigma, derive_seed(self.seeds[0], 3, *keys))
+        return torch.cat([perturb(z[b:b + 1], sigma, derive_seed(s, 3, *keys)) for b, s in enumerate(self.seeds)])
 
     def pad(self, x: torch.Tensor) -> torch.Tensor:
         return reflect_pad(x, *self.padded)[0]
@@ -63,16 +95,40 @@ class ImageProblem(Problem):
     def _offset(self) -> tuple[int, int]:
         return ((self.padded[0] - self.size[0]) // 2, (self.padded[1] - self.size[1]) // 2)
 
-    def fitted(self, inputs: dict[str, torch.Tensor]) -> dict:
-        """What export needs: the nets and each net's fixed (un-augmented, unperturbed) input."""
-        return {"nets": self.nets, "inputs": {k: v.detach() for k, v in inputs.items()},
+    def fitted(self, inputs: dict[str, torch.Tensor], b: int = 0) -> dict:
+        """What export needs for image b: each net as a plain generator and its fixed
+        (un-augmented, unperturbed) 1 x Cin x Hp x Wp input."""
+        plain = {}
+        for group, names in self.members.items():
+            copies = self.nets[group].unbind()
+            for m, name in enumerate(names):
+                plain[name] = copies[b * len(names) + m]
+        order = [n for n in inputs if n in plain] + [n for n in plain if n not in inputs]
+        nets = nn.ModuleDict({name: plain[name] for name in order})  # in the order of the inputs
+        return {"nets": nets, "inputs": {k: v[b:b + 1].detach() for k, v in inputs.items()},
                 "size": self.size, "padded": self.padded, "offset": self._offset()}
 
 
 def hwc(x: torch.Tensor) -> np.ndarray:
-    """1 x C x H x W tensor -> H x W x C (C = 3) or H x W (C = 1) float32 array."""
-    arr = x.detach()[0].float().cpu().permute(1, 2, 0).numpy()
+    """1 x C x H x W (or C x H x W) tensor -> H x W x C (C = 3) or H x W (C = 1) float32 array."""
+    x = x.detach()
+    if x.dim() == 4:
+        x = x[0]
+    arr = x.float().cpu().permute(1, 2, 0).numpy()
     return np.ascontiguousarray(arr[:, :, 0] if arr.shape[2] == 1 else arr)
+
+
+def item_history(history: list[dict], b: int) -> list[dict]:
+    """Image b's view of a batched run's history (per-image PSNR lists resolved to b's value)."""
+    return [{k: (v[b] if isinstance(v, list) else v) for k, v in rec.items()} for rec in history]
+
+
+def same_size(images: list[torch.Tensor], names: list[str]) -> None:
+    """Raise ValueError unless all images (1 x C x H x W) share one H x W."""
+    for name, im in zip(names[1:], images[1:]):
+        if im.shape[-2:] != images[0].shape[-2:]:
+            raise ValueError(f"all images must have one size: {names[0]} is {tuple(images[0].shape[-2:])}, "
+                             f"{name} is {tuple(im.shape[-2:])} (H x W)")
 
 
 @contextmanager

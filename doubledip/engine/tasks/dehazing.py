@@ -10,11 +10,11 @@ import torch
 from doubledip.engine.config import DEHAZE, SolverConfig, UNetConfig
 from doubledip.engine.inputs import meshgrid_input
 from doubledip.engine.io import load_image
-from doubledip.engine.losses import blend_loss, psnr, std_loss
+from doubledip.engine.losses import blend_sum, mse_sum, psnr, std_loss
 from doubledip.engine.post import estimate_airlight, guided_filter, resize
 from doubledip.engine.results import DehazeResult
 from doubledip.engine.solver import BestTracker, Step, run_problem, split_iterations
-from doubledip.engine.tasks.common import ImageProblem, hwc, resolve, timed_run
+from doubledip.engine.tasks.common import ImageProblem, hwc, item_history, resolve, same_size, timed_run
 
 PASS_ITERATIONS = 4000
 DEFAULT_LR = 1e-3
@@ -38,60 +38,102 @@ def working_size(h: int, w: int) -> tuple[int, int]:
 
 
 class DehazeProblem(ImageProblem):
-    def __init__(self, image, airlight0, learn_airlight, iterations, seed):
-        super().__init__(seed, image.device, tuple(image.shape[-2:]), [DEHAZE])
-        self.image = image  # working-size image, 1 x 3 x h x w
+    """image: B x 3 x h x w (working size); airlight0: B x 3; one problem per image."""
+
+    def __init__(self, image, airlight0, learn_airlight, iterations, seeds):
+        super().__init__(seeds, image.device, tuple(image.shape[-2:]), [DEHAZE])
+        self.image = image
         self.target = self.pad(image)
         self.learn = learn_airlight
-        self.airlight0 = airlight0.reshape(1, 3, 1, 1)
-        nets = {"image": DEHAZE, "transmission": TRANSMISSION}
-        if learn_airlight:
-            nets["airlight"] = DEHAZE
-        self.nets = self.build(nets)
+        self.airlight0 = airlight0.reshape(-1, 3, 1, 1)
+        groups = {"image": (DEHAZE, ["image", "airlight"] if learn_airlight else ["image"]),
+                  "transmission": (TRANSMISSION, ["transmission"])}
+        self.build(groups)
         self.inputs = {"image": self.noise(8, INPUT_VAR), "transmission": self.noise(8, INPUT_VAR)}
         if learn_airlight:
-            self.inputs["airlight"] = meshgrid_input(8, *self.padded, self.device)
+            self.inputs["airlight"] = meshgrid_input(8, *self.padded, self.device).expand(self.batch, -1, -1, -1)
         self.stage_iterations = iterations
         self.tracker = BestTracker(strict=True)
 
     def step(self, stage: int, k: int, last: bool, log: bool = False) -> Step:
         sigma = 0.0 if last else SIGMA
-        J = self.nets["image"](self.perturbed(self.inputs["image"], sigma, stage, k, 0))
-        t = self.nets["transmission"](self.inputs["transmission"])
-        if self.learn:
-            A = self.nets["airlight"](self.perturbed(self.inputs["airlight"], sigma, stage, k, 1))
+        z_image = self.perturbed(self.inputs["image"], sigma, stage, k, 0)
+        if self.learn:  # the image and airlight nets share an architecture: one grouped launch
+            J, A = self.generate("image", [z_image, self.perturbed(self.inputs["airlight"], sigma, stage, k, 1)])
         else:
-            A = self.airlight0
-        recon = blend_loss(t, J, A.expand_as(J), self.target, "mse")
+            (J,), A = self.generate("image", [z_image]), self.airlight0
+        (t,) = self.generate("transmission", [self.inputs["transmission"]])  # never perturbed
+        recon = blend_sum(t, J, A.expand_as(J), self.target, "mse")
         loss = recon + STD_T * std_loss(t)
         if self.learn:
             loss = loss + STD_A * std_loss(A)
             if k < AIRLIGHT_PRIOR_ITERATIONS:
-                loss = loss + (A - self.airlight0).pow(2).mean()
+                loss = loss + mse_sum(A, self.airlight0)
         quality = None
         if k % TRACK_EVERY == 0 or log:
             Jc, tc = self.crop(J.detach()).clamp(0, 1), self.crop(t.detach()).clamp(0, 1)
-            Ac = (self.crop(A.detach()) if self.learn else A.detach()).clamp(0, 1)
+            Ac = (self.crop(A.detach()) if self.learn else A.detach()).clamp(0, 1).expand_as(Jc)
             quality = psnr(self.image, tc * Jc + (1 - tc) * Ac)
             if k % TRACK_EVERY == 0:
-                self.tracker.update(quality, {"image": Jc, "transmission": tc, "airlight": Ac.expand(1, 3, *Jc.shape[-2:])})
+                self.tracker.update(quality, {"image": Jc, "transmission": tc, "airlight": Ac})
         return Step(loss, quality, {"reconstruction": recon})
 
 
-def _one_pass(image: torch.Tensor, airlight0: torch.Tensor, learn: bool, iterations: int, config: SolverConfig,
-              lr: float, reporter, pass_index: int, first_iteration: int):
-    """One dehazing pass on ``image`` (1 x 3 x H x W, full size). Returns (J_final, t, A, problem)."""
-    H, W = image.shape[-2:]
+def _one_pass(images: torch.Tensor, airlight0: torch.Tensor, learn: bool, iterations: int, config: SolverConfig,
+              seeds: list[int], lr: float, reporter, pass_index: int, first_iteration: int):
+    """One dehazing pass on ``images`` (B x 3 x H x W, full size). Returns (J_final, t, A, problem),
+    each B x C x H x W."""
+    H, W = images.shape[-2:]
     h, w = working_size(H, W)
-    small = resize(image, h, w).clamp(0, 1)
-    problem = DehazeProblem(small, airlight0, learn, (iterations,), config.seed + 1000003 * pass_index)
+    small = resize(images, h, w).clamp(0, 1)
+    problem = DehazeProblem(small, airlight0, learn, (iterations,), [s + 1000003 * pass_index for s in seeds])
     run_problem(problem, config, lr, reporter, extra={"pass": pass_index}, first_iteration=first_iteration)
     best = problem.tracker.outputs
     t = resize(best["transmission"], H, W)
     A = resize(best["airlight"], H, W)
-    t = guided_filter(image, t, radius=50, eps=1e-4).clamp(0.1, 1.0)
-    J_final = ((image - (1 - t) * A) / t).clamp(0, 1)
+    # refine t with a guided filter (guide: this pass's full-size input), clip to [0.1, 1]
+    t = torch.cat([guided_filter(images[b:b + 1], t[b:b + 1], radius=50, eps=1e-4) for b in range(len(images))])
+    t = t.clamp(0.1, 1.0)
+    J_final = ((images - (1 - t) * A) / t).clamp(0, 1)
     return J_final, t, A, problem
+
+
+def dehaze_many(images: list, config: SolverConfig, airlight=None, learn_airlight: bool = False,
+                passes: int = 2) -> list[DehazeResult]:
+    """:func:`dehaze` for several images of one size in one batched run (``airlight``: None, 3
+    values for all, or one triple per image)."""
+    if passes not in (1, 2):
+        raise ValueError(f"passes must be 1 or 2, got {passes!r}")
+    dev = config.resolve_device()
+    many = len(images) > 1
+    imgs = [load_image(im, f"images[{i}]" if many else "image", dev) for i, im in enumerate(images)]
+    same_size(imgs, [f"images[{i}]" for i in range(len(imgs))])
+    batch = torch.cat(imgs)
+    if airlight is not None:
+        a0 = np.asarray(airlight, dtype=np.float32)
+        if a0.shape == (3,):
+            a0 = np.tile(a0, (len(imgs), 1))
+        if a0.shape != (len(imgs), 3) or not np.isfinite(a0).all() or a0.min() < 0 or a0.max() > 1:
+            raise ValueError(f"airlight must be 3 finite values in [0, 1] (or one triple per image), got {airlight!r}")
+        a0 = torch.from_numpy(a0).to(dev)
+    else:
+        a0 = torch.stack([estimate_airlight(im) for im in imgs])
+    stages = split_iterations(config.iterations, (PASS_ITERATIONS,) * passes)
+    seeds = [config.seed + i for i in range(len(imgs))]
+    lr = config.lr or DEFAULT_LR
+    with timed_run(config, sum(stages), "dehaze") as (reporter, start):
+        current, A0 = batch, a0
+        for p, T in enumerate(stages):
+            learn = learn_airlight or p > 0
+            J_final, t, A, problem = _one_pass(current, A0, learn, T, config, seeds, lr, reporter, p, sum(stages[:p]))
+            # the next pass learns A, starting from this pass's airlight (a map: its mean)
+            current, A0 = J_final, A.mean(dim=(2, 3))
+        airlights = A.mean(dim=(2, 3)).cpu().numpy().astype(np.float32)
+        return [DehazeResult(
+            task="dehaze", image=hwc(J_final[b]), transmission=hwc(t[b]), airlight=airlights[b],
+            history=item_history(reporter.history, b), seconds=time.perf_counter() - start,
+            config=config.replace(seed=seeds[b]), fitted=problem.fitted(problem.inputs, b))
+            for b in range(len(imgs))]
 
 
 def dehaze(image, config: SolverConfig | None = None, *, airlight=None, learn_airlight: bool = False,
@@ -106,28 +148,6 @@ def dehaze(image, config: SolverConfig | None = None, *, airlight=None, learn_ai
     when A was learned as a map). Default 4000 iterations per pass, lr 1e-3.
     """
     config = resolve(config, iterations=iterations, seed=seed, device=device, progress=progress)
-    if passes not in (1, 2):
-        raise ValueError(f"passes must be 1 or 2, got {passes!r}")
-    dev = config.resolve_device()
-    img = load_image(image, "image", dev)
-    if airlight is not None:
-        a0 = np.asarray(airlight, dtype=np.float32).reshape(-1)
-        if a0.shape != (3,) or not np.isfinite(a0).all() or a0.min() < 0 or a0.max() > 1:
-            raise ValueError(f"airlight must be 3 finite values in [0, 1], got {airlight!r}")
-        a0 = torch.from_numpy(a0).to(dev)
-    else:
-        a0 = estimate_airlight(img)
-    stages = split_iterations(config.iterations, (PASS_ITERATIONS,) * passes)
-    lr = config.lr or DEFAULT_LR
-    with timed_run(config, sum(stages), "dehaze") as (reporter, start):
-        current, A0 = img, a0
-        for p, T in enumerate(stages):
-            learn = learn_airlight or p > 0
-            J_final, t, A, problem = _one_pass(current, A0, learn, T, config, lr, reporter, p, sum(stages[:p]))
-            # the next pass learns A, starting from this pass's airlight (a map: its mean)
-            current, A0 = J_final, A.mean(dim=(0, 2, 3))
-        return DehazeResult(
-            task="dehaze", image=hwc(J_final), transmission=hwc(t),
-            airlight=A.mean(dim=(0, 2, 3)).cpu().numpy().astype(np.float32),
-            history=reporter.history, seconds=time.perf_counter() - start, config=config,
-            fitted=problem.fitted(problem.inputs))
+    if airlight is not None and np.asarray(airlight).shape != (3,):
+        raise ValueError(f"airlight must be 3 finite values in [0, 1], got {airlight!r}")
+    return dehaze_many([image], config, airlight, learn_airlight, passes)[0]

@@ -8,11 +8,11 @@ import torch
 
 from doubledip.engine.config import SEGMENT, SolverConfig, UNetConfig
 from doubledip.engine.io import load_hint, load_image
-from doubledip.engine.losses import blend_loss, gray_loss, masked_l1, psnr
+from doubledip.engine.losses import blend_sum, gray_loss, l1_sum, masked_l1, psnr
 from doubledip.engine.post import guided_filter
 from doubledip.engine.results import SegmentationResult
 from doubledip.engine.solver import Step, run_problem, split_iterations
-from doubledip.engine.tasks.common import ImageProblem, hwc, resolve, timed_run
+from doubledip.engine.tasks.common import ImageProblem, hwc, item_history, resolve, same_size, timed_run
 
 DEFAULT_ITERATIONS = (2000, 4000)
 DEFAULT_LR = 1e-3
@@ -33,37 +33,39 @@ def gray_weight(k: int, hinted: bool) -> float:
 
 
 class SegmentationProblem(ImageProblem):
-    def __init__(self, image, fg, bg, iterations, seed):
-        super().__init__(seed, image.device, tuple(image.shape[-2:]), [SEGMENT])
+    """image: B x 3 x H x W; fg, bg: B x 1 x H x W hints or None; one problem per image."""
+
+    def __init__(self, image, fg, bg, iterations, seeds):
+        super().__init__(seeds, image.device, tuple(image.shape[-2:]), [SEGMENT])
         self.image = image
         self.target = self.pad(image)
         self.hinted = fg is not None
         if self.hinted:
             self.fg, self.bg = self.pad(fg), self.pad(bg)
             self.mask_target = (self.fg - self.bg + 1) / 2
-        self.nets = self.build({"foreground": SEGMENT, "background": SEGMENT, "mask": MASK_NET})
+        self.build({"layers": (SEGMENT, ["foreground", "background"]), "mask": (MASK_NET, ["mask"])})
         # the reference's quirk, kept: both layer nets share one noise input (perturbed separately)
         shared = self.noise(2)
         self.inputs = {"foreground": shared, "background": shared, "mask": self.noise(2)}
         self.stage_iterations = iterations
         self.current = None
         self.stage_ends: list[tuple[torch.Tensor, dict]] = []
-        self.stopped = None  # 0-dim bool on the device, stage 2 only
+        self.stopped = None  # (B,) bool on the device, stage 2 only
 
     def step(self, stage: int, k: int, last: bool, log: bool = False) -> Step:
         sigma = noise_sigma(stage, k, last)
-        left = self.nets["foreground"](self.perturbed(self.inputs["foreground"], sigma, stage, k, 0))
-        right = self.nets["background"](self.perturbed(self.inputs["background"], sigma, stage, k, 1))
-        m = self.nets["mask"](self.perturbed(self.inputs["mask"], sigma, stage, k, 2))
+        left, right = self.generate("layers", [self.perturbed(self.inputs["foreground"], sigma, stage, k, 0),
+                                               self.perturbed(self.inputs["background"], sigma, stage, k, 1)])
+        (m,) = self.generate("mask", [self.perturbed(self.inputs["mask"], sigma, stage, k, 2)])
         terms = {}
         if stage == 0:
             if self.hinted:
                 loss = (masked_l1(left, self.target, self.fg) + masked_l1(right, self.target, self.bg)
-                        + (self.mask_target - m).abs().mean())
+                        + l1_sum(m, self.mask_target))
             else:
-                loss = (m - 0.5).abs().mean()
+                loss = l1_sum(m, 0.5)
         else:
-            recon = blend_loss(m, left, right, self.target, "l1")
+            recon = blend_sum(m, left, right, self.target, "l1")
             loss = 0.5 * recon
             if self.hinted and k <= HINT_ITERATIONS:
                 loss = loss + masked_l1(left, self.target, self.fg) + masked_l1(right, self.target, self.bg)
@@ -75,30 +77,65 @@ class SegmentationProblem(ImageProblem):
                        + (1 - outs["soft_mask"]) * outs["background"])
         if stage == 1:
             # result = outputs of the first iteration whose PSNR passes STOP_PSNR (or the last);
-            # latched on the device, so the loop need not read the PSNR every step
+            # latched on the device per image, so the loop need not read the PSNR every step
             if self.stopped is None:
-                self.stopped = torch.zeros((), dtype=torch.bool, device=self.device)
+                self.stopped = torch.zeros_like(quality, dtype=torch.bool)
                 self.current = (quality, outs)
             else:
                 keep = self.stopped
                 self.current = (torch.where(keep, self.current[0], quality),
-                                {n: torch.where(keep, self.current[1][n], v) for n, v in outs.items()})
+                                {n: torch.where(keep.view(-1, 1, 1, 1), self.current[1][n], v) for n, v in outs.items()})
             self.stopped = self.stopped | (quality > STOP_PSNR)
         else:
             self.current = (quality, outs)
         return Step(loss, quality, terms)
 
     def stop_requested(self, stage: int):
-        return self.stopped if stage == 1 else None
+        return self.stopped.all() if stage == 1 and self.stopped is not None else None
 
     def end_stage(self, stage: int) -> None:
         self.stage_ends.append(self.current)
 
     def result(self) -> dict:
-        """The better stage end by PSNR (ties: the later one, as the reference)."""
+        """Per image, the better stage end by PSNR (ties: the later one, as the reference)."""
         (p1, o1), (p2, o2) = self.stage_ends
-        later = p2 >= p1
+        later = (p2 >= p1).view(-1, 1, 1, 1)
         return {n: torch.where(later, o2[n], o1[n]) for n in o1}
+
+
+def segment_many(images: list, fg_hints, bg_hints, config: SolverConfig) -> list[SegmentationResult]:
+    """:func:`segment` for several images of one size in one batched run (hints: lists or None)."""
+    if (fg_hints is None) != (bg_hints is None):
+        raise ValueError("segment: give both fg_hint and bg_hint, or neither; got "
+                         f"fg_hint={'set' if fg_hints is not None else None}, "
+                         f"bg_hint={'set' if bg_hints is not None else None}")
+    many = len(images) > 1
+    if fg_hints is not None and not (len(fg_hints) == len(bg_hints) == len(images)):
+        raise ValueError(f"segment: expected one fg and one bg hint per image ({len(images)}), "
+                         f"got {len(fg_hints)} and {len(bg_hints)}")
+    dev = config.resolve_device()
+    imgs = [load_image(im, f"images[{i}]" if many else "image", dev) for i, im in enumerate(images)]
+    same_size(imgs, [f"images[{i}]" for i in range(len(imgs))])
+    size = tuple(imgs[0].shape[-2:])
+    fg = bg = None
+    if fg_hints is not None:
+        fg = torch.cat([load_hint(h, f"fg_hint[{i}]" if many else "fg_hint", size, dev) for i, h in enumerate(fg_hints)])
+        bg = torch.cat([load_hint(h, f"bg_hint[{i}]" if many else "bg_hint", size, dev) for i, h in enumerate(bg_hints)])
+    stages = split_iterations(config.iterations, DEFAULT_ITERATIONS)
+    seeds = [config.seed + i for i in range(len(imgs))]
+    with timed_run(config, sum(stages), "segment") as (reporter, start):
+        problem = SegmentationProblem(torch.cat(imgs), fg, bg, stages, seeds)
+        run_problem(problem, config, config.lr or DEFAULT_LR, reporter)
+        best = problem.result()
+        results = []
+        for b, img in enumerate(imgs):
+            refined = guided_filter(img, best["soft_mask"][b:b + 1], radius=50, eps=1e-4)
+            results.append(SegmentationResult(
+                task="segment", mask=hwc((refined > 0.5).float()), soft_mask=hwc(best["soft_mask"][b]),
+                foreground=hwc(best["foreground"][b]), background=hwc(best["background"][b]),
+                history=item_history(reporter.history, b), seconds=time.perf_counter() - start,
+                config=config.replace(seed=seeds[b]), fitted=problem.fitted(problem.inputs, b)))
+        return results
 
 
 def segment(image, fg_hint=None, bg_hint=None, config: SolverConfig | None = None, *,
@@ -115,20 +152,5 @@ def segment(image, fg_hint=None, bg_hint=None, config: SolverConfig | None = Non
         raise ValueError("segment: give both fg_hint and bg_hint, or neither; got "
                          f"fg_hint={'set' if fg_hint is not None else None}, "
                          f"bg_hint={'set' if bg_hint is not None else None}")
-    dev = config.resolve_device()
-    img = load_image(image, "image", dev)
-    size = tuple(img.shape[-2:])
-    fg = load_hint(fg_hint, "fg_hint", size, dev) if fg_hint is not None else None
-    bg = load_hint(bg_hint, "bg_hint", size, dev) if bg_hint is not None else None
-    stages = split_iterations(config.iterations, DEFAULT_ITERATIONS)
-    with timed_run(config, sum(stages), "segment") as (reporter, start):
-        problem = SegmentationProblem(img, fg, bg, stages, config.seed)
-        run_problem(problem, config, config.lr or DEFAULT_LR, reporter)
-        best = problem.result()
-        refined = guided_filter(img, best["soft_mask"], radius=50, eps=1e-4)
-        mask = (refined > 0.5).float()
-        return SegmentationResult(
-            task="segment", mask=hwc(mask), soft_mask=hwc(best["soft_mask"]),
-            foreground=hwc(best["foreground"]), background=hwc(best["background"]),
-            history=reporter.history, seconds=time.perf_counter() - start, config=config,
-            fitted=problem.fitted(problem.inputs))
+    hints = (None, None) if fg_hint is None else ([fg_hint], [bg_hint])
+    return segment_many([image], *hints, config)[0]

@@ -8,10 +8,10 @@ import torch
 from doubledip.engine.config import LAYER5, SolverConfig
 from doubledip.engine.inputs import all_augmentations, unaugment
 from doubledip.engine.io import load_image
-from doubledip.engine.losses import blend_loss, exclusion_loss, psnr
+from doubledip.engine.losses import blend_sum, exclusion_sum, psnr
 from doubledip.engine.results import SeparationResult
 from doubledip.engine.solver import BestTracker, Step, run_problem, split_iterations
-from doubledip.engine.tasks.common import ImageProblem, hwc, resolve, timed_run
+from doubledip.engine.tasks.common import ImageProblem, hwc, item_history, resolve, same_size, timed_run
 
 DEFAULT_ITERATIONS = (8000,)
 DEFAULT_LR = 5e-4
@@ -34,21 +34,23 @@ def augmentation_index(k: int, last: bool) -> int:
 
 
 class SeparationProblem(ImageProblem):
-    def __init__(self, image: torch.Tensor, iterations: tuple[int, ...], seed: int):
-        super().__init__(seed, image.device, tuple(image.shape[-2:]), [LAYER5])
-        self.image = image  # 1 x 3 x H x W (unpadded, for tracking)
-        self.targets = all_augmentations(self.pad(image))
-        self.nets = self.build({"layer_0": LAYER5, "layer_1": LAYER5})
+    """images: B x 3 x H x W, one independent problem per image."""
+
+    def __init__(self, images: torch.Tensor, iterations: tuple[int, ...], seeds: list[int]):
+        super().__init__(seeds, images.device, tuple(images.shape[-2:]), [LAYER5])
+        self.image = images  # unpadded, for tracking
+        self.targets = all_augmentations(self.pad(images))
+        self.build({"layers": (LAYER5, ["layer_0", "layer_1"])})
         self.inputs = [self.noise_augmented(3), self.noise_augmented(3)]
         self.stage_iterations = iterations
         self.tracker = BestTracker(strict=True)
 
     def step(self, stage: int, k: int, last: bool, log: bool = False) -> Step:
         sigma, a = noise_sigma(k, last), augmentation_index(k, last)
-        y0 = self.nets["layer_0"](self.perturbed(self.inputs[0][a], sigma, k, 0))
-        y1 = self.nets["layer_1"](self.perturbed(self.inputs[1][a], sigma, k, 1))
-        recon = blend_loss(None, y0, y1, self.targets[a], "l1")
-        excl = exclusion_loss(y0, y1)
+        y0, y1 = self.generate("layers", [self.perturbed(self.inputs[0][a], sigma, k, 0),
+                                          self.perturbed(self.inputs[1][a], sigma, k, 1)])
+        recon = blend_sum(None, y0, y1, self.targets[a], "l1")
+        excl = exclusion_sum(y0, y1)
         loss = recon + EXCLUSION_WEIGHT * excl
         quality = None
         if last or k % TRACK_EVERY == 0 or log:
@@ -62,6 +64,28 @@ class SeparationProblem(ImageProblem):
         return Step(loss, quality, {"reconstruction": recon, "exclusion": excl})
 
 
+def separate_many(images: list, config: SolverConfig) -> list[SeparationResult]:
+    """:func:`separate` for several images of one size in one batched run."""
+    dev = config.resolve_device()
+    imgs = [load_image(im, f"images[{i}]" if len(images) > 1 else "image", dev) for i, im in enumerate(images)]
+    same_size(imgs, [f"images[{i}]" for i in range(len(imgs))])
+    stages = split_iterations(config.iterations, DEFAULT_ITERATIONS)
+    seeds = [config.seed + i for i in range(len(imgs))]
+    with timed_run(config, sum(stages), "separate") as (reporter, start):
+        problem = SeparationProblem(torch.cat(imgs), stages, seeds)
+        run_problem(problem, config, config.lr or DEFAULT_LR, reporter)
+        best = problem.tracker.outputs
+        seconds = time.perf_counter() - start
+        results = []
+        for b in range(len(imgs)):
+            layers = [best["layer_0"][b], best["layer_1"][b]]
+            results.append(SeparationResult(
+                task="separate", layers=[hwc(l) for l in layers], reconstruction=hwc((layers[0] + layers[1]).clamp(0, 1)),
+                history=item_history(reporter.history, b), seconds=seconds, config=config.replace(seed=seeds[b]),
+                fitted=problem.fitted({"layer_0": problem.inputs[0][0], "layer_1": problem.inputs[1][0]}, b)))
+        return results
+
+
 def separate(image, config: SolverConfig | None = None, *, iterations: int | None = None,
              seed: int | None = None, device: str | None = None, progress: bool | None = None) -> SeparationResult:
     """Split one image into two layers that add up to it (e.g. a reflection and a transmission).
@@ -70,16 +94,4 @@ def separate(image, config: SolverConfig | None = None, *, iterations: int | Non
     Default: 8000 iterations, lr 5e-4 (the paper's).
     """
     config = resolve(config, iterations=iterations, seed=seed, device=device, progress=progress)
-    dev = config.resolve_device()
-    img = load_image(image, "image", dev)
-    stages = split_iterations(config.iterations, DEFAULT_ITERATIONS)
-    with timed_run(config, sum(stages), "separate") as (reporter, start):
-        problem = SeparationProblem(img, stages, config.seed)
-        run_problem(problem, config, config.lr or DEFAULT_LR, reporter)
-        best = problem.tracker.outputs
-        layers = [best["layer_0"], best["layer_1"]]
-        recon = (layers[0] + layers[1]).clamp(0, 1)
-        return SeparationResult(
-            task="separate", layers=[hwc(l) for l in layers], reconstruction=hwc(recon),
-            history=reporter.history, seconds=time.perf_counter() - start, config=config,
-            fitted=problem.fitted({"layer_0": problem.inputs[0][0], "layer_1": problem.inputs[1][0]}))
+    return separate_many([image], config)[0]

@@ -9,11 +9,11 @@ import torch
 from doubledip.engine.config import LAYER5, MULTI_WATERMARK, WATERMARK_MASK, SolverConfig, UNetConfig
 from doubledip.engine.inputs import all_augmentations
 from doubledip.engine.io import load_hint, load_image
-from doubledip.engine.losses import blend_loss, masked_l1, psnr
+from doubledip.engine.losses import blend_sum, masked_l1, psnr
 from doubledip.engine.post import median_of_runs
 from doubledip.engine.results import MultiWatermarkResult, WatermarkResult
 from doubledip.engine.solver import Step, derive_seed, run_problem, split_iterations
-from doubledip.engine.tasks.common import ImageProblem, hwc, resolve, timed_run
+from doubledip.engine.tasks.common import ImageProblem, hwc, item_history, resolve, same_size, timed_run
 
 DEFAULT_LR = 1e-3
 DEFAULT_REPEATS = 3
@@ -36,12 +36,16 @@ def ramp_sigma(k: int, last: bool, every: int) -> float:
 
 
 class HintedWatermarkProblem(ImageProblem):
-    def __init__(self, image, hint, iterations, seed):
-        super().__init__(seed, image.device, tuple(image.shape[-2:]), [CLEAN, WATERMARK_MASK])
+    """image: B x 3 x H x W, hint: B x 1 x H x W; one problem per image."""
+
+    def __init__(self, image, hint, iterations, seeds):
+        super().__init__(seeds, image.device, tuple(image.shape[-2:]), [CLEAN, WATERMARK_MASK])
         self.image, self.hint = image, hint
         self.targets = all_augmentations(self.pad(image))
         self.hints = all_augmentations(self.pad(hint))
-        self.nets = self.build({"clean": CLEAN, "watermark": CLEAN, "mask": WATERMARK_MASK})
+        # clean and watermark share an architecture but run apart: stage 1 fits the clean net alone
+        self.build({"clean": (CLEAN, ["clean"]), "watermark": (CLEAN, ["watermark"]),
+                    "mask": (WATERMARK_MASK, ["mask"])})
         self.inputs = {name: self.noise_augmented(2) for name in ("clean", "watermark", "mask")}
         self.stage_iterations = iterations
         self.outputs = None
@@ -50,14 +54,14 @@ class HintedWatermarkProblem(ImageProblem):
         a = augmentation_index(k, last)
         sigma = ramp_sigma(k, last, 300 if stage == 0 else 700)
         target, h = self.targets[a], self.hints[a]
-        clean = self.nets["clean"](self.perturbed(self.inputs["clean"][a], sigma, stage, k, 0))
+        (clean,) = self.generate("clean", [self.perturbed(self.inputs["clean"][a], sigma, stage, k, 0)])
         loss = masked_l1(clean, target, 1 - h)
         quality = None
         if stage == 1:
-            w = self.nets["watermark"](self.perturbed(self.inputs["watermark"][a], sigma, stage, k, 1))
-            m = self.nets["mask"](self.inputs["mask"][a])  # the mask input is never perturbed
+            (w,) = self.generate("watermark", [self.perturbed(self.inputs["watermark"][a], sigma, stage, k, 1)])
+            (m,) = self.generate("mask", [self.inputs["mask"][a]])  # the mask input is never perturbed
             # 0.5 * L1(h*m*w + (1-m)*clean, I): the blend with a = h*w
-            loss = loss + 0.5 * blend_loss(m, h * w, clean, target, "l1")
+            loss = loss + 0.5 * blend_sum(m, h * w, clean, target, "l1")
             if last or log:
                 quality = psnr(target, m.detach() * h * w.detach() + (1 - m.detach()) * clean.detach())
             if last:  # a == 0 at the last iteration: the outputs are in the image's orientation
@@ -67,27 +71,28 @@ class HintedWatermarkProblem(ImageProblem):
 
 
 class MultiWatermarkProblem(ImageProblem):
+    """N images (each 1 x 3 x H x W) sharing one watermark: one problem."""
+
     def __init__(self, images: list[torch.Tensor], iterations, seed):
-        super().__init__(seed, images[0].device, tuple(images[0].shape[-2:]), [CLEAN, MULTI_WATERMARK])
+        super().__init__([seed], images[0].device, tuple(images[0].shape[-2:]), [CLEAN, MULTI_WATERMARK])
         self.images = images
         self.targets = [all_augmentations(self.pad(im)) for im in images]
-        nets = {f"clean_{i}": CLEAN for i in range(len(images))}
-        nets.update({"mask": MULTI_WATERMARK, "watermark": MULTI_WATERMARK_NET})
-        self.nets = self.build(nets)
-        self.inputs = {name: self.noise_augmented(2) for name in nets}
+        self.clean_names = [f"clean_{i}" for i in range(len(images))]
+        # the N clean nets run as one grouped launch
+        self.build({"cleans": (CLEAN, self.clean_names), "mask": (MULTI_WATERMARK, ["mask"]),
+                    "watermark": (MULTI_WATERMARK_NET, ["watermark"])})
+        self.inputs = {name: self.noise_augmented(2) for name in self.clean_names + ["mask", "watermark"]}
         self.stage_iterations = iterations
         self.outputs = None
 
     def step(self, stage: int, k: int, last: bool, log: bool = False) -> Step:
         a = augmentation_index(k, last)
         sigma = ramp_sigma(k, last, 400)  # the clean nets' inputs only
-        w = self.nets["watermark"](self.inputs["watermark"][a])
-        m = self.nets["mask"](self.inputs["mask"][a])
-        loss, cleans = 0, []
-        for i in range(len(self.images)):
-            c = self.nets[f"clean_{i}"](self.perturbed(self.inputs[f"clean_{i}"][a], sigma, stage, k, i))
-            loss = loss + blend_loss(m, w, c, self.targets[i][a], "l1")
-            cleans.append(c)
+        (w,) = self.generate("watermark", [self.inputs["watermark"][a]])
+        (m,) = self.generate("mask", [self.inputs["mask"][a]])
+        cleans = self.generate("cleans", [self.perturbed(self.inputs[n][a], sigma, stage, k, i)
+                                          for i, n in enumerate(self.clean_names)])
+        loss = sum(blend_sum(m, w, c, self.targets[i][a], "l1") for i, c in enumerate(cleans))
         quality = None
         if last or log:
             quality = psnr(self.targets[0][a], m.detach() * w.detach() + (1 - m.detach()) * cleans[0].detach())
@@ -101,6 +106,37 @@ def _repeats(config: SolverConfig) -> int:
     return config.repeats or DEFAULT_REPEATS
 
 
+def remove_watermark_many(images: list, hints: list, config: SolverConfig) -> list[WatermarkResult]:
+    """:func:`remove_watermark` for several (image, hint) of one size in one batched run."""
+    if len(hints) != len(images):
+        raise ValueError(f"remove_watermark: expected one hint per image ({len(images)}), got {len(hints)}")
+    dev = config.resolve_device()
+    many = len(images) > 1
+    imgs = [load_image(im, f"images[{i}]" if many else "image", dev) for i, im in enumerate(images)]
+    same_size(imgs, [f"images[{i}]" for i in range(len(imgs))])
+    size = tuple(imgs[0].shape[-2:])
+    hint = torch.cat([load_hint(h, f"hints[{i}]" if many else "hint", size, dev) for i, h in enumerate(hints)])
+    image = torch.cat(imgs)
+    stages = split_iterations(config.iterations, HINT_ITERATIONS)
+    repeats = _repeats(config)
+    seeds = [config.seed + i for i in range(len(imgs))]
+    runs = []
+    with timed_run(config, sum(stages) * repeats, "remove-watermark") as (reporter, start):
+        for r in range(repeats):
+            problem = HintedWatermarkProblem(image, hint, stages, [derive_seed(s, 10, r) for s in seeds])
+            run_problem(problem, config, config.lr or DEFAULT_LR, reporter, extra={"repeat": r})
+            runs.append(problem.outputs)
+        clean = median_of_runs([o["clean"] for o in runs])
+        final = (1 - hint) * image + hint * clean
+        watermark = median_of_runs([o["watermark"] for o in runs])
+        mask = median_of_runs([o["mask"] for o in runs])
+        return [WatermarkResult(
+            task="remove_watermark", image=hwc(final[b]), watermark=hwc(watermark[b]), mask=hwc(mask[b]),
+            history=item_history(reporter.history, b), seconds=time.perf_counter() - start,
+            config=config.replace(seed=seeds[b]),
+            fitted=problem.fitted({n: v[0] for n, v in problem.inputs.items()}, b)) for b in range(len(imgs))]
+
+
 def remove_watermark(image, hint, config: SolverConfig | None = None, *, iterations: int | None = None,
                      seed: int | None = None, device: str | None = None,
                      progress: bool | None = None) -> WatermarkResult:
@@ -110,25 +146,7 @@ def remove_watermark(image, hint, config: SolverConfig | None = None, *, iterati
     Default 4000 + 7000 iterations, lr 1e-3, 3 repeats combined by a per-pixel median.
     """
     config = resolve(config, iterations=iterations, seed=seed, device=device, progress=progress)
-    dev = config.resolve_device()
-    img = load_image(image, "image", dev)
-    h = load_hint(hint, "hint", tuple(img.shape[-2:]), dev)
-    stages = split_iterations(config.iterations, HINT_ITERATIONS)
-    repeats = _repeats(config)
-    runs = []
-    with timed_run(config, sum(stages) * repeats, "remove-watermark") as (reporter, start):
-        for r in range(repeats):
-            problem = HintedWatermarkProblem(img, h, stages, derive_seed(config.seed, 10, r))
-            run_problem(problem, config, config.lr or DEFAULT_LR, reporter, extra={"repeat": r})
-            runs.append(problem.outputs)
-        clean = median_of_runs([o["clean"] for o in runs])
-        final = (1 - h) * img + h * clean
-        return WatermarkResult(
-            task="remove_watermark", image=hwc(final),
-            watermark=hwc(median_of_runs([o["watermark"] for o in runs])),
-            mask=hwc(median_of_runs([o["mask"] for o in runs])),
-            history=reporter.history, seconds=time.perf_counter() - start, config=config,
-            fitted=problem.fitted({n: v[0] for n, v in problem.inputs.items()}))
+    return remove_watermark_many([image], [hint], config)[0]
 
 
 def remove_watermark_multi(images, config: SolverConfig | None = None, *, iterations: int | None = None,
@@ -146,10 +164,7 @@ def remove_watermark_multi(images, config: SolverConfig | None = None, *, iterat
         raise ValueError(f"remove_watermark_multi needs at least 2 images sharing a watermark, got {len(images)}")
     dev = config.resolve_device()
     imgs = [load_image(im, f"images[{i}]", dev) for i, im in enumerate(images)]
-    for i, im in enumerate(imgs[1:], 1):
-        if im.shape != imgs[0].shape:
-            raise ValueError(f"all images must have one size: images[0] is {tuple(imgs[0].shape[-2:])}, "
-                             f"images[{i}] is {tuple(im.shape[-2:])} (H x W)")
+    same_size(imgs, [f"images[{i}]" for i in range(len(imgs))])
     stages = split_iterations(config.iterations, MULTI_ITERATIONS)
     repeats = _repeats(config)
     runs = []
