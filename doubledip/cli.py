@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("dehaze", help="remove haze: image, transmission map, airlight")
-    p.add_argument("image")
+    p.add_argument("image", nargs="+", help="one image, or several of one size (batched: OUTDIR/<name>/ each)")
     p.add_argument("--airlight", type=float, nargs=3, metavar=("R", "G", "B"), default=None,
                    help="known airlight in [0, 1] (default: dark channel prior estimate)")
     p.add_argument("--learn-airlight", action="store_true", help="learn the airlight in the first pass too")
@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
 
     p = sub.add_parser("separate", help="split one image into two additive layers")
-    p.add_argument("image")
+    p.add_argument("image", nargs="+", help="one image, or several of one size (batched: OUTDIR/<name>/ each)")
     _common(p)
 
     p = sub.add_parser("separate-pair", help="two layers from two mixtures with different weights")
@@ -113,6 +113,12 @@ def demo_images(size: int = 128):
     return out[0], out[1], (out[0] + out[1]) / 2
 
 
+def _unique_stems(paths: list[str]) -> list[str]:
+    """Output folder names for several inputs: their file stems, numbered where they repeat."""
+    stems = [Path(p).stem or "image" for p in paths]
+    return [s if stems.count(s) == 1 else f"{i}_{s}" for i, s in enumerate(stems)]
+
+
 def _run(args) -> Path:
     import doubledip as dd
     from doubledip.engine.io import save_png
@@ -127,11 +133,20 @@ def _run(args) -> Path:
         if importlib.util.find_spec("onnx") is None or importlib.util.find_spec("onnxscript") is None:
             raise UsageError("--export onnx needs the onnx and onnxscript packages (pip install 'doubledip[onnx]')")
     cmd = args.command
+    if cmd in ("dehaze", "separate") and len(args.image) > 1:  # several images: one batched run
+        options = {"airlight": args.airlight, "learn_airlight": args.learn_airlight,
+                   "passes": args.passes} if cmd == "dehaze" else {}
+        results = dd.batch(cmd, args.image, config, **options)
+        for folder, result in zip(_unique_stems(args.image), results):
+            result.save(out / folder)
+            if args.export:
+                result.export(out / folder / "export", args.export)
+        return out
     if cmd == "dehaze":
-        result = dd.dehaze(args.image, config, airlight=args.airlight, learn_airlight=args.learn_airlight,
+        result = dd.dehaze(args.image[0], config, airlight=args.airlight, learn_airlight=args.learn_airlight,
                            passes=args.passes)
     elif cmd == "separate":
-        result = dd.separate(args.image, config)
+        result = dd.separate(args.image[0], config)
     elif cmd == "separate-pair":
         result = dd.separate_pair(args.image1, args.image2, config)
     elif cmd == "segment":

@@ -92,3 +92,28 @@ def test_missing_required_argument_is_a_usage_error(capsys):
     assert main(["separate"]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_several_images_run_as_one_batch(tmp_path, image_file):
+    other = tmp_path / "sub" / "in.png"
+    other.parent.mkdir()
+    other.write_bytes(image_file.read_bytes())
+    second = tmp_path / "second.png"
+    second.write_bytes(image_file.read_bytes())
+    out = tmp_path / "out"
+    args = ["separate", str(image_file), str(other), str(second), "-o", str(out), "--iterations", "2", "--quiet"]
+    assert main(args) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["0_in", "1_in", "second"]
+    for folder in out.iterdir():
+        assert (folder / "layer_0.png").exists() and (folder / "result.json").exists()
+    seeds = sorted(json.loads((out / f / "result.json").read_text())["config"]["seed"] for f in ("0_in", "1_in", "second"))
+    assert seeds == [0, 1, 2]
+
+
+def test_several_images_of_different_sizes_fail_cleanly(tmp_path, image_file, capsys):
+    small = tmp_path / "small.png"
+    Image.new("RGB", (10, 12)).save(small)
+    out = tmp_path / "out"
+    assert main(["dehaze", str(image_file), str(small), "-o", str(out), "--iterations", "2", "--quiet"]) == 2
+    assert "one size" in capsys.readouterr().err
+    assert not out.exists()
