@@ -76,6 +76,17 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p, default_out="doubledip-demo")
     p.set_defaults(iterations_default=300)
 
+    p = sub.add_parser("bench", help="time one optimisation step of a task on this machine")
+    p.add_argument("--task", nargs="+", default=["separate"], metavar="TASK",
+                   help="separate, separate_pair, segment, dehaze, remove_watermark (several allowed)")
+    p.add_argument("--size", type=int, nargs="+", default=[256], help="image side(s)")
+    p.add_argument("--batch", type=int, nargs="+", default=[1], help="images per batched run")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--steps", type=int, default=10, help="timed steps (after 3 warm-up steps)")
+    p.add_argument("--mode", default="reference", choices=("reference",))
+    p.add_argument("-o", "--output", default=None, metavar="OUTDIR", help="also write OUTDIR/bench.json")
+    p.set_defaults(func=_bench)
+
     try:
         from doubledip.evaluation.command import register
     except ImportError:  # the evaluation suite is optional at this stage
@@ -111,6 +122,33 @@ def demo_images(size: int = 128):
         t = t[..., :side, :side]
         out.append(resize(t, size, size).clamp(0, 1)[0].permute(1, 2, 0).numpy())
     return out[0], out[1], (out[0] + out[1]) / 2
+
+
+def _bench(args) -> int:
+    """``doubledip bench``: a table on screen, JSON with -o."""
+    import json
+
+    from doubledip.engine.config import SolverConfig
+    from doubledip.engine.profiling import bench, format_rows
+
+    try:
+        SolverConfig(device=args.device).resolve_device()
+        rows = []
+        for task in args.task:
+            for size in args.size:
+                for batch in args.batch:
+                    rows.append(bench(task.replace("-", "_"), size, args.device, batch, args.steps))
+                    print(f"done {task} {size}x{size} batch {batch}", file=sys.stderr)
+    except (ValueError, TypeError) as exc:
+        print(f"doubledip: error: {exc}", file=sys.stderr)
+        return 2
+    print(format_rows(rows))
+    if args.output:
+        out = Path(args.output)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "bench.json").write_text(json.dumps(rows, indent=2))
+        print(f"wrote {out / 'bench.json'}", file=sys.stderr)
+    return 0
 
 
 def _unique_stems(paths: list[str]) -> list[str]:

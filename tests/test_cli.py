@@ -117,3 +117,21 @@ def test_several_images_of_different_sizes_fail_cleanly(tmp_path, image_file, ca
     assert main(["dehaze", str(image_file), str(small), "-o", str(out), "--iterations", "2", "--quiet"]) == 2
     assert "one size" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_bench_prints_a_table_and_writes_json(tmp_path, capsys):
+    out = tmp_path / "b"
+    assert main(["bench", "--task", "dehaze", "--size", "32", "--batch", "1", "2", "--steps", "1", "-o", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "s/iter" in table and table.count("dehaze") == 2
+    rows = json.loads((out / "bench.json").read_text())
+    assert [r["batch"] for r in rows] == [1, 2]
+    for r in rows:
+        assert r["seconds_per_iteration"] > 0 and r["gflop_per_iteration"] > 0 and r["matmul_gflops"] > 0
+    # FLOPs scale with the number of images in the batch (the grouped convs are counted right)
+    assert rows[1]["gflop_per_iteration"] == pytest.approx(2 * rows[0]["gflop_per_iteration"], rel=0.05)
+
+
+def test_bench_rejects_an_unknown_task(capsys):
+    assert main(["bench", "--task", "colorize", "--size", "32", "--steps", "1"]) == 2
+    assert "task must be one of" in capsys.readouterr().err

@@ -1,0 +1,136 @@
+"""``doubledip bench``: what one optimisation step of a task costs on this machine.
+
+Per task, size, device and batch of images: seconds per iteration (median after warm-up),
+images per hour at the task's default iteration count, counted FLOPs per iteration and the rate
+achieved against the device's measured fp32 matmul rate, and peak memory.
+"""
+from __future__ import annotations
+
+import resource
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+
+from doubledip.engine.config import SolverConfig
+
+TASKS = ("separate", "separate_pair", "segment", "dehaze", "remove_watermark")
+
+
+def _problem(task: str, size: int, batch: int, device: torch.device):
+    """A task's problem on random images, and (stage benchmarked, default iterations per image)."""
+    from doubledip.engine.tasks import dehazing, pair, segmentation, separation, watermark
+
+    gen = torch.Generator().manual_seed(0)
+    images = torch.rand(batch, 3, size, size, generator=gen).to(device)
+    mask = torch.zeros(batch, 1, size, size, device=device)
+    mask[..., size // 3: 2 * size // 3, size // 4: 3 * size // 4] = 1
+    seeds = list(range(batch))
+    if task == "separate":
+        return separation.SeparationProblem(images, separation.DEFAULT_ITERATIONS, seeds), 0, 8000
+    if task == "separate_pair":
+        return pair.PairProblem(images, images.flip(-1), pair.DEFAULT_ITERATIONS, seeds), 0, 4000
+    if task == "segment":
+        return segmentation.SegmentationProblem(images, mask, 1 - mask, segmentation.DEFAULT_ITERATIONS, seeds), 1, 6000
+    if task == "dehaze":
+        airlight = torch.full((batch, 3), 0.8, device=device)
+        return dehazing.DehazeProblem(images, airlight, False, (dehazing.PASS_ITERATIONS,), seeds), 0, 8000
+    if task == "remove_watermark":
+        return watermark.HintedWatermarkProblem(images, mask, watermark.HINT_ITERATIONS, seeds), 1, 33000
+    raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_rate(device: torch.device, n: int = 1024, repeats: int = 5) -> float:
+    """Measured fp32 matmul GFLOP/s (median of ``repeats``)."""
+    a, b = torch.rand(n, n, device=device), torch.rand(n, n, device=device)
+    a @ b
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        t = time.perf_counter()
+        a @ b
+        _sync(device)
+        times.append(time.perf_counter() - t)
+    return 2 * n ** 3 / statistics.median(times) / 1e9
+
+
+def bench(task: str, size: int = 256, device: str = "auto", batch: int = 1, steps: int = 10,
+          warmup: int = 3, channels_last: bool = True) -> dict:
+    """Time ``steps`` optimisation steps of ``task`` (after ``warmup``); returns one table row."""
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    for name, value in (("size", size), ("batch", batch), ("steps", steps)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    dev = SolverConfig(device=device).resolve_device()
+    problem, stage, default_iterations = _problem(task, size, batch, dev)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    for net in problem.nets.values():
+        net.set_memory_format(fmt)
+    optimizer = torch.optim.Adam(problem.nets.parameters(), lr=1e-3)
+    k = [10]  # past the first iterations' special cases
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        problem.step(stage, k[0], False, False).loss.backward()
+        optimizer.step()
+        k[0] += 1
+
+    from torch.utils.flop_counter import FlopCounterMode
+
+    # FLOPs: the forward's convolutions counted, times 3 (each backward conv costs twice its
+    # forward: input and weight gradients). Counting the backward directly is wrong for grouped
+    # convolutions: torch's counter ignores ``groups`` there (over-counts by the copy count).
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        problem.step(stage, k[0], False, False)
+    flops = 3 * counter.get_total_flops()
+    for _ in range(warmup):
+        step()
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    times = []
+    for _ in range(steps):
+        _sync(dev)
+        t = time.perf_counter()
+        step()
+        _sync(dev)
+        times.append(time.perf_counter() - t)
+    per_iter = statistics.median(times)
+    if dev.type == "cuda":
+        peak_mb = torch.cuda.max_memory_allocated(dev) / 2 ** 20
+        memory = "cuda max allocated"
+    else:
+        scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2 ** 20
+        memory = "process peak RSS"
+    rate = matmul_rate(dev)
+    achieved = flops / per_iter / 1e9
+    return {
+        "task": task, "size": size, "device": str(dev), "batch": batch, "threads": torch.get_num_threads(),
+        "mode": "reference", "channels_last": channels_last,
+        "seconds_per_iteration": per_iter,
+        "images_per_hour": 3600 * batch / (per_iter * default_iterations),
+        "default_iterations": default_iterations,
+        "gflop_per_iteration": flops / 1e9, "achieved_gflops": achieved,
+        "matmul_gflops": rate, "fraction_of_matmul": achieved / rate,
+        "peak_memory_mb": peak_mb, "memory_measure": memory,
+    }
+
+
+def format_rows(rows: list[dict]) -> str:
+    head = ("task", "size", "batch", "device", "s/iter", "img/hour", "GFLOP/it", "GFLOP/s", "of matmul", "peak MB")
+    lines = [head]
+    for r in rows:
+        lines.append((r["task"], str(r["size"]), str(r["batch"]), r["device"], f"{r['seconds_per_iteration']:.4f}",
+                      f"{r['images_per_hour']:.2f}", f"{r['gflop_per_iteration']:.2f}", f"{r['achieved_gflops']:.1f}",
+                      f"{100 * r['fraction_of_matmul']:.0f}%", f"{r['peak_memory_mb']:.0f}"))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)) for line in lines)
