@@ -28,6 +28,8 @@ def _common(p: argparse.ArgumentParser, default_out: str | None = None) -> None:
                    help="total iterations of one run (default: the method's)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--mode", default="reference", choices=("reference", "fast"),
+                   help="reference: the published method; fast: bf16 nets, early stopping (see README)")
     p.add_argument("--log-every", type=int, default=25, help="progress/history every K iterations")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--export", choices=("onnx", "torchscript"), default=None,
@@ -101,7 +103,7 @@ def _config(args):
 
     iterations = args.iterations if args.iterations is not None else getattr(args, "iterations_default", None)
     return SolverConfig(iterations=iterations, repeats=getattr(args, "repeats", None), device=args.device,
-                        seed=args.seed, progress=not args.quiet, log_every=args.log_every)
+                        seed=args.seed, mode=args.mode, progress=not args.quiet, log_every=args.log_every)
 
 
 def demo_images(size: int = 128):

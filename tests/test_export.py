@@ -320,3 +320,17 @@ def test_cli_export_errors(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "doubledip[onnx]" in err
     assert not out.exists()
+
+
+def test_fast_mode_pair_exports_its_scalar_weights_as_constants(tmp_path):
+    """Fast mode has no alpha generators: the weights travel in the manifest's constants."""
+    rng = np.random.default_rng(0)
+    a = rng.random((20, 28, 3)).astype(np.float32)
+    r = dd.separate_pair(a, a[::-1].copy(), dd.SolverConfig(iterations=3, mode="fast"))
+    r.export(tmp_path, "torchscript")
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert sorted(manifest["generators"]) == ["layer_0", "layer_1"]
+    out = dd.load_exported(tmp_path)
+    assert set(manifest["constants"]) == {"alpha_0", "alpha_1"}
+    np.testing.assert_allclose(out["mixture_0"], out["alpha_0"] * out["layer_0"] + (1 - out["alpha_0"]) * out["layer_1"],
+                               atol=1e-6)

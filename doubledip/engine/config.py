@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Optional
 
-MODES = ("reference",)
+MODES = ("reference", "fast")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -93,11 +93,15 @@ class SolverConfig:
     lr: Adam learning rate (None: the task's default).
     device: "auto" (CUDA when present), "cpu", "cuda" or "cuda:N".
     seed: every random draw of a run derives from it; equal seeds repeat exactly on CPU.
-    mode: "reference" (the published method, number for number).
+    mode: "reference" (the published method, number for number) or "fast" (a faster method held to
+        the same quality by the quality suite: bf16 generators, a scalar per mixing weight in
+        two-image separation, early stopping; see the README).
     progress: show a progress bar; callback: called with a dict every ``log_every`` iterations.
     log_every: how often losses and PSNR are read from the device (history, callback, progress).
     channels_last: run the generators in channels-last memory format (same function within float
         rounding; faster convolutions).
+    early_stop: end the last stage once the reconstruction PSNR has stopped improving (None: on
+        in fast mode, off in reference mode); the iteration count stays the cap.
     """
 
     iterations: Optional[int] = None
@@ -110,6 +114,7 @@ class SolverConfig:
     callback: Optional[Callable[[dict], Any]] = field(default=None, compare=False)
     log_every: int = 50
     channels_last: bool = True
+    early_stop: Optional[bool] = None
 
     def __post_init__(self) -> None:
         _positive_int("iterations", self.iterations, allow_none=True)
@@ -130,6 +135,10 @@ class SolverConfig:
         if self.callback is not None and not callable(self.callback):
             raise TypeError(f"callback must be callable, got {type(self.callback).__name__}")
 
+    @property
+    def stops_early(self) -> bool:
+        return self.mode == "fast" if self.early_stop is None else bool(self.early_stop)
+
     def replace(self, **changes) -> "SolverConfig":
         return replace(self, **changes)
 
@@ -145,4 +154,4 @@ class SolverConfig:
 
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in (
-            "iterations", "repeats", "lr", "device", "seed", "mode", "log_every", "channels_last")}
+            "iterations", "repeats", "lr", "device", "seed", "mode", "log_every", "channels_last", "early_stop")}

@@ -57,8 +57,13 @@ def _task_spec(task: str, names: list[str], result) -> dict:
                            "op": "sum", "terms": ["layer_0", "layer_1"], "clip": [0.0, 1.0]}],
             "not_included": [_BEST]}
     if task == "separate_pair":
+        # fast mode learns each weight as one number (no alpha generators): written as constants
+        constants = dict((getattr(result, "fitted", None) or {}).get("constants", {}))
+        groups = {"layers": ["layer_0", "layer_1"]}
+        if "alpha_0" in names:
+            groups["alphas"] = ["alpha_0", "alpha_1"]
         return {
-            "groups": {"layers": ["layer_0", "layer_1"], "alphas": ["alpha_0", "alpha_1"]},
+            "groups": groups, "constants": constants,
             "recombine": [{"name": f"mixture_{k}", "formula": f"alpha_{k} * layer_0 + (1 - alpha_{k}) * layer_1",
                            "op": "blend", "weight": f"alpha_{k}", "a": "layer_0", "b": "layer_1"}
                           for k in (0, 1)],

@@ -94,7 +94,9 @@ class Problem:
 
     nets: nn.ModuleDict
     stage_iterations: tuple[int, ...]
-    stage_names: tuple[str, ...] = ()
+    # early stopping needs best-result tracking: tasks whose result is the last iteration's don't stop
+    tracks_best: bool = False
+    stopped_early_at: Optional[int] = None
 
     def step(self, stage: int, k: int, last: bool, log: bool) -> Step:  # pragma: no cover - interface
         """One iteration's loss; ``log``: the loop will read this step's values (measure PSNR)."""
@@ -142,6 +144,30 @@ class ProgressReporter:
             self.bar.close()
 
 
+class PlateauStop:
+    """Early stopping on a plateau of the reconstruction PSNR (read at the logged steps only).
+
+    Stops once the best PSNR (the mean over a batch) has not risen by more than ``min_gain`` dB for
+    ``patience`` iterations. Double-DIP's reconstruction PSNR rises until the layers settle, so a
+    plateau is where further iterations buy little; the task's iteration count remains the cap.
+    """
+
+    def __init__(self, patience: int = 600, min_gain: float = 0.05, min_iterations: int = 1000):
+        self.patience, self.min_gain, self.min_iterations = patience, min_gain, min_iterations
+        self.best = -math.inf
+        self.best_at = 0
+
+    def should_stop(self, iteration: int, psnr) -> bool:
+        if psnr is None:
+            return False
+        value = sum(psnr) / len(psnr) if isinstance(psnr, list) else psnr
+        if not math.isfinite(value):
+            return False
+        if value > self.best + self.min_gain:
+            self.best, self.best_at = value, iteration
+        return iteration >= self.min_iterations and iteration - self.best_at >= self.patience
+
+
 def _psnr_value(psnr: Optional[torch.Tensor]):
     """A logged PSNR: a float for one image, a list of floats for a batch (read here, every K)."""
     if psnr is None:
@@ -154,6 +180,9 @@ def run_problem(problem: Problem, config: SolverConfig, lr: float, reporter: Pro
                 extra: Optional[dict] = None, first_iteration: int = 0) -> None:
     """Optimise ``problem`` stage by stage: a fresh Adam over all nets' parameters per stage.
     ``first_iteration`` numbers the history when one call is a later part of a run (a pass)."""
+    if config.mode == "fast" and hasattr(problem, "autocast_dtype"):
+        problem.autocast_dtype = torch.bfloat16
+    stopper = PlateauStop() if config.stops_early and problem.tracks_best else None
     fmt = torch.channels_last if config.channels_last else torch.contiguous_format
     for net in problem.nets.values():
         if hasattr(net, "set_memory_format"):
@@ -181,6 +210,10 @@ def run_problem(problem: Problem, config: SolverConfig, lr: float, reporter: Pro
                 since_log = 0
                 stop = problem.stop_requested(stage)
                 if stop is not None and bool(stop):
+                    break
+                if (stopper is not None and stage == len(problem.stage_iterations) - 1
+                        and stopper.should_stop(done_before + k, record["psnr"])):
+                    problem.stopped_early_at = done_before + k
                     break
         problem.end_stage(stage)
         done_before += T

@@ -45,6 +45,7 @@ class ImageProblem(Problem):
         hs, ws = zip(*(cfg.padded_size(*size) for cfg in net_configs))
         self.padded = (max(hs), max(ws))
         self.generators = [torch.Generator().manual_seed(derive_seed(s, 1)) for s in self.seeds]
+        self.autocast_dtype = None  # set by the solver: bf16 generators in fast mode
 
     def build(self, groups: dict[str, tuple[UNetConfig, list[str]]]) -> None:
         """Create the nets: ``groups`` maps a group name to (config, member names). Each image's
@@ -68,7 +69,13 @@ class ImageProblem(Problem):
             raise ValueError(f"group {group!r} has {members} members, got {len(inputs)} inputs")
         B, _, H, W = inputs[0].shape
         x = torch.stack(inputs, 1).reshape(1, -1, H, W)  # copy index = b * members + m
-        y = net(x).reshape(B, members, -1, H, W)
+        if self.autocast_dtype is None:
+            y = net(x)
+        else:  # low-precision generators; the losses stay in float32
+            with torch.autocast(x.device.type, dtype=self.autocast_dtype):
+                y = net(x)
+            y = y.float()
+        y = y.reshape(B, members, -1, H, W)
         return [y[:, m] for m in range(members)]
 
     def noise(self, channels: int, var: float = 1 / 100) -> torch.Tensor:

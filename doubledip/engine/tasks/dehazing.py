@@ -40,6 +40,8 @@ def working_size(h: int, w: int) -> tuple[int, int]:
 class DehazeProblem(ImageProblem):
     """image: B x 3 x h x w (working size); airlight0: B x 3; one problem per image."""
 
+    tracks_best = True
+
     def __init__(self, image, airlight0, learn_airlight, iterations, seeds):
         super().__init__(seeds, image.device, tuple(image.shape[-2:]), [DEHAZE])
         self.image = image

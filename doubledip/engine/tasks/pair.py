@@ -5,6 +5,7 @@ import time
 
 import numpy as np
 import torch
+from torch import nn
 
 from doubledip.engine.config import LAYER5, UNetConfig, SolverConfig
 from doubledip.engine.io import load_image
@@ -21,21 +22,43 @@ LAYER = UNetConfig(2, 3, LAYER5.channels, LAYER5.skip_channels, 5)
 ALPHA = UNetConfig(2, 1, LAYER5.channels, LAYER5.skip_channels, 5)
 
 
+class ScalarAlphas(nn.Module):
+    """The two mixing weights of each of B problems as free parameters (logits, B x 2)."""
+
+    def __init__(self, batch: int):
+        super().__init__()
+        self.logits = nn.Parameter(torch.zeros(batch, 2))
+
+
 class PairProblem(ImageProblem):
     """image1, image2: B x 3 x H x W, one independent problem per pair."""
 
-    def __init__(self, image1: torch.Tensor, image2: torch.Tensor, iterations: tuple[int, ...], seeds: list[int]):
+    tracks_best = True
+
+    def __init__(self, image1: torch.Tensor, image2: torch.Tensor, iterations: tuple[int, ...], seeds: list[int],
+                 scalar_alphas: bool = False):
         super().__init__(seeds, image1.device, tuple(image1.shape[-2:]), [LAYER])
         self.images = (image1, image2)
         self.targets = (self.pad(image1), self.pad(image2))
-        self.build({"layers": (LAYER, ["layer_0", "layer_1"]), "alphas": (ALPHA, ["alpha_0", "alpha_1"])})
-        self.inputs = {name: self.noise(2) for name in ("layer_0", "layer_1", "alpha_0", "alpha_1")}
+        self.scalar_alphas = scalar_alphas
+        if scalar_alphas:
+            # fast mode: one learned number per mixing weight, alpha = 0.05 + 0.9 * sigmoid(logit),
+            # starting at 0.5 (where the reference's prior term pulls it), instead of two U-Nets
+            self.build({"layers": (LAYER, ["layer_0", "layer_1"])})
+            self.nets["alpha_logits"] = ScalarAlphas(self.batch).to(self.device)
+            self.inputs = {name: self.noise(2) for name in ("layer_0", "layer_1")}
+        else:
+            self.build({"layers": (LAYER, ["layer_0", "layer_1"]), "alphas": (ALPHA, ["alpha_0", "alpha_1"])})
+            self.inputs = {name: self.noise(2) for name in ("layer_0", "layer_1", "alpha_0", "alpha_1")}
         self.stage_iterations = iterations
         self.tracker = BestTracker(strict=True)
 
     def alphas(self) -> list[torch.Tensor]:
         """``0.9 * A(z)[centre pixel] + 0.05`` per mixture, each B x 1 x 1 x 1. (The reference runs
         a whole U-Net at full resolution for this one number; reference mode keeps that.)"""
+        if self.scalar_alphas:
+            alphas = 0.05 + 0.9 * torch.sigmoid(self.nets["alpha_logits"].logits)  # B x 2
+            return [alphas[:, i].view(-1, 1, 1, 1) for i in range(2)]
         h, w = self.padded
         outs = self.generate("alphas", [self.inputs["alpha_0"], self.inputs["alpha_1"]])
         return [o[:, :, h // 2:h // 2 + 1, w // 2:w // 2 + 1] * 0.9 + 0.05 for o in outs]
@@ -76,7 +99,8 @@ def separate_pair_many(pairs: list, config: SolverConfig) -> list[PairSeparation
     stages = split_iterations(config.iterations, DEFAULT_ITERATIONS)
     seeds = [config.seed + i for i in range(len(pairs))]
     with timed_run(config, sum(stages), "separate-pair") as (reporter, start):
-        problem = PairProblem(torch.cat(firsts), torch.cat(seconds_), stages, seeds)
+        problem = PairProblem(torch.cat(firsts), torch.cat(seconds_), stages, seeds,
+                              scalar_alphas=config.mode == "fast")
         run_problem(problem, config, config.lr or DEFAULT_LR, reporter)
         best = problem.tracker.outputs
         seconds = time.perf_counter() - start
@@ -84,7 +108,15 @@ def separate_pair_many(pairs: list, config: SolverConfig) -> list[PairSeparation
             task="separate_pair", layers=[hwc(best["layer_0"][b]), hwc(best["layer_1"][b])],
             alphas=best["alphas"][b].cpu().numpy().astype(np.float32),
             history=item_history(reporter.history, b), seconds=seconds, config=config.replace(seed=seeds[b]),
-            fitted=problem.fitted(problem.inputs, b)) for b in range(len(pairs))]
+            fitted=_fitted(problem, b)) for b in range(len(pairs))]
+
+
+def _fitted(problem: PairProblem, b: int) -> dict:
+    fitted = problem.fitted(problem.inputs, b)
+    if problem.scalar_alphas:  # no alpha generators: the weights are constants
+        alphas = 0.05 + 0.9 * torch.sigmoid(problem.nets["alpha_logits"].logits[b].detach())
+        fitted["constants"] = {"alpha_0": float(alphas[0]), "alpha_1": float(alphas[1])}
+    return fitted
 
 
 def separate_pair(image1, image2, config: SolverConfig | None = None, *, iterations: int | None = None,
@@ -93,6 +125,7 @@ def separate_pair(image1, image2, config: SolverConfig | None = None, *, iterati
     """Recover two layers from two mixtures ``I_k = alpha_k * L0 + (1 - alpha_k) * L1``.
 
     Returns ``layers`` (2 x H x W x 3) and ``alphas`` (2,). Default 4000 iterations, lr 1e-3.
+    In fast mode each weight is one learned number instead of the output of a U-Net.
     """
     config = resolve(config, iterations=iterations, seed=seed, device=device, progress=progress)
     return separate_pair_many([(image1, image2)], config)[0]

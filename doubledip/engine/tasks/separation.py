@@ -36,6 +36,8 @@ def augmentation_index(k: int, last: bool) -> int:
 class SeparationProblem(ImageProblem):
     """images: B x 3 x H x W, one independent problem per image."""
 
+    tracks_best = True
+
     def __init__(self, images: torch.Tensor, iterations: tuple[int, ...], seeds: list[int]):
         super().__init__(seeds, images.device, tuple(images.shape[-2:]), [LAYER5])
         self.image = images  # unpadded, for tracking

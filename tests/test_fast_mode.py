@@ -1,0 +1,84 @@
+"""mode="fast": bf16 generators, scalar mixing weights, early stopping on a PSNR plateau."""
+import numpy as np
+import pytest
+import torch
+
+import doubledip as dd
+from doubledip.engine.solver import PlateauStop
+from doubledip.engine.tasks import pair, separation
+from doubledip.engine.io import load_image
+
+
+def _image(seed=0, h=24, w=30):
+    rng = np.random.default_rng(seed)
+    return rng.random((h, w, 3)).astype(np.float32)
+
+
+def test_plateau_stop_waits_for_patience_after_the_last_gain():
+    stop = PlateauStop(patience=100, min_gain=0.05, min_iterations=150)
+    assert not stop.should_stop(0, 10.0)
+    assert not stop.should_stop(50, 12.0)
+    assert not stop.should_stop(149, 12.04)  # no real gain, but before min_iterations
+    assert not stop.should_stop(149, None)
+    assert stop.should_stop(150, 12.01)  # 100 iterations since the last gain (at 50)
+    fresh = PlateauStop(patience=100, min_gain=0.05, min_iterations=0)
+    assert not fresh.should_stop(0, [10.0, 12.0])
+    assert not fresh.should_stop(90, [10.0, 12.2])  # the batch mean rose by 0.1
+    assert fresh.should_stop(190, [10.0, 12.2])
+
+
+def test_early_stop_is_on_in_fast_mode_only_unless_asked():
+    assert dd.SolverConfig(mode="fast").stops_early
+    assert not dd.SolverConfig().stops_early
+    assert dd.SolverConfig(early_stop=True).stops_early
+    assert not dd.SolverConfig(mode="fast", early_stop=False).stops_early
+
+
+def test_a_plateau_ends_the_run_and_the_best_result_is_kept(monkeypatch):
+    """A run whose PSNR never rises past the first logs stops after the patience."""
+    from doubledip.engine import solver
+
+    monkeypatch.setattr(solver, "PlateauStop", lambda: PlateauStop(patience=4, min_gain=100.0, min_iterations=0))
+    seen = []
+    r = dd.separate(_image(), dd.SolverConfig(iterations=50, log_every=2, early_stop=True, callback=seen.append))
+    assert seen[-1]["iteration"] == 5  # logged at 1, 3, 5: 4 iterations past the best (at 1)
+    assert np.isfinite(r.layers[0]).all()
+
+
+def test_fast_mode_uses_bf16_generators_and_float32_losses():
+    img = load_image(_image())
+    problem = separation.SeparationProblem(img, (4,), [0])
+    problem.autocast_dtype = torch.bfloat16
+    seen = []
+    problem.nets["layers"].head.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    out = problem.step(0, 1, False, True)
+    assert seen == [torch.bfloat16]
+    assert out.loss.dtype == torch.float32 and torch.isfinite(out.loss)
+
+
+def test_fast_pair_learns_two_scalars_instead_of_two_unets():
+    img = load_image(_image())
+    ref = pair.PairProblem(img, img.flip(-1), (4,), [0])
+    fast = pair.PairProblem(img, img.flip(-1), (4,), [0], scalar_alphas=True)
+    assert set(ref.nets) == {"layers", "alphas"} and set(fast.nets) == {"layers", "alpha_logits"}
+    n_ref = sum(p.numel() for p in ref.nets.parameters())
+    n_fast = sum(p.numel() for p in fast.nets.parameters())
+    assert n_ref - n_fast == 2 * 1_544_769 - 2
+    a0, a1 = (a.detach() for a in fast.alphas())
+    assert float(a0) == pytest.approx(0.5) and float(a1) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("task", ["separate", "separate_pair", "dehaze", "segment", "remove_watermark"])
+def test_every_task_runs_in_fast_mode(task):
+    cfg = dd.SolverConfig(iterations=4, repeats=1, mode="fast")
+    img = _image()
+    hint = np.zeros(img.shape[:2], np.float32)
+    hint[5:12, 6:20] = 1
+    run = {"separate": lambda: dd.separate(img, cfg), "separate_pair": lambda: dd.separate_pair(img, _image(1), cfg),
+           "dehaze": lambda: dd.dehaze(img, cfg), "segment": lambda: dd.segment(img, hint, 1 - hint, cfg),
+           "remove_watermark": lambda: dd.remove_watermark(img, hint, cfg)}[task]
+    result = run()
+    assert result.config.mode == "fast"
+    for value in vars(result).values():
+        if isinstance(value, np.ndarray):
+            assert np.isfinite(value).all() and value.min() >= 0 and value.max() <= 1
