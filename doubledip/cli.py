@@ -85,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, nargs="+", default=[1], help="images per batched run")
     p.add_argument("--device", default="auto")
     p.add_argument("--steps", type=int, default=10, help="timed steps (after 3 warm-up steps)")
-    p.add_argument("--mode", default="reference", choices=("reference",))
+    p.add_argument("--mode", default="reference", choices=("reference", "fast"),
+                   help="fast: bf16 generators (the per-step part of fast mode)")
     p.add_argument("-o", "--output", default=None, metavar="OUTDIR", help="also write OUTDIR/bench.json")
     p.set_defaults(func=_bench)
 
@@ -139,7 +140,8 @@ def _bench(args) -> int:
         for task in args.task:
             for size in args.size:
                 for batch in args.batch:
-                    rows.append(bench(task.replace("-", "_"), size, args.device, batch, args.steps))
+                    rows.append(bench(task.replace("-", "_"), size, args.device, batch, args.steps,
+                                      mode=args.mode))
                     print(f"done {task} {size}x{size} batch {batch}", file=sys.stderr)
     except (ValueError, TypeError) as exc:
         print(f"doubledip: error: {exc}", file=sys.stderr)

@@ -42,6 +42,35 @@ def _problem(task: str, size: int, batch: int, device: torch.device):
     raise ValueError(f"task must be one of {TASKS}, got {task!r}")
 
 
+def make_step(task: str, size: int, batch: int, device: torch.device, channels_last: bool = True,
+              autocast_dtype: torch.dtype | None = None):
+    """One optimisation step of ``task`` on random images, as a closure.
+
+    Returns (step, forward_only, default iterations per image): ``step()`` runs forward, loss,
+    backward and Adam at iterations past the first iterations' special cases; ``forward_only()``
+    computes one step's loss without gradients (for counting FLOPs).
+    """
+    problem, stage, default_iterations = _problem(task, size, batch, device)
+    problem.autocast_dtype = autocast_dtype
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    for net in problem.nets.values():
+        if hasattr(net, "set_memory_format"):
+            net.set_memory_format(fmt)
+    optimizer = torch.optim.Adam(problem.nets.parameters(), lr=1e-3)
+    k = [10]
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        problem.step(stage, k[0], False, False).loss.backward()
+        optimizer.step()
+        k[0] += 1
+
+    def forward_only():
+        return problem.step(stage, k[0], False, False).loss
+
+    return step, forward_only, default_iterations
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -62,7 +91,7 @@ def matmul_rate(device: torch.device, n: int = 1024, repeats: int = 5) -> float:
 
 
 def bench(task: str, size: int = 256, device: str = "auto", batch: int = 1, steps: int = 10,
-          warmup: int = 3, channels_last: bool = True) -> dict:
+          warmup: int = 3, channels_last: bool = True, mode: str = "reference") -> dict:
     """Time ``steps`` optimisation steps of ``task`` (after ``warmup``); returns one table row."""
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
@@ -70,19 +99,10 @@ def bench(task: str, size: int = 256, device: str = "auto", batch: int = 1, step
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be an int >= 1, got {value!r}")
     dev = SolverConfig(device=device).resolve_device()
-    problem, stage, default_iterations = _problem(task, size, batch, dev)
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    for net in problem.nets.values():
-        net.set_memory_format(fmt)
-    optimizer = torch.optim.Adam(problem.nets.parameters(), lr=1e-3)
-    k = [10]  # past the first iterations' special cases
-
-    def step():
-        optimizer.zero_grad(set_to_none=True)
-        problem.step(stage, k[0], False, False).loss.backward()
-        optimizer.step()
-        k[0] += 1
-
+    if mode not in ("reference", "fast"):
+        raise ValueError(f"mode must be 'reference' or 'fast', got {mode!r}")
+    step, flop_step, default_iterations = make_step(
+        task, size, batch, dev, channels_last, torch.bfloat16 if mode == "fast" else None)
     from torch.utils.flop_counter import FlopCounterMode
 
     # FLOPs: the forward's convolutions counted, times 3 (each backward conv costs twice its
@@ -90,7 +110,7 @@ def bench(task: str, size: int = 256, device: str = "auto", batch: int = 1, step
     # convolutions: torch's counter ignores ``groups`` there (over-counts by the copy count).
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
-        problem.step(stage, k[0], False, False)
+        flop_step()
     flops = 3 * counter.get_total_flops()
     for _ in range(warmup):
         step()
@@ -115,7 +135,7 @@ def bench(task: str, size: int = 256, device: str = "auto", batch: int = 1, step
     achieved = flops / per_iter / 1e9
     return {
         "task": task, "size": size, "device": str(dev), "batch": batch, "threads": torch.get_num_threads(),
-        "mode": "reference", "channels_last": channels_last,
+        "mode": mode, "channels_last": channels_last,
         "seconds_per_iteration": per_iter,
         "images_per_hour": 3600 * batch / (per_iter * default_iterations),
         "default_iterations": default_iterations,
