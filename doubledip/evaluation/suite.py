@@ -178,10 +178,21 @@ def evaluate(suite: str = "quick", tasks: Optional[Iterable[str]] = None, mode: 
     return rows
 
 
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def _environment(suite: str) -> dict:
     import torch
     return {"suite": suite, "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "machine": f"{platform.machine()} {platform.processor() or ''} x{os.cpu_count()}".strip(),
+            "machine": f"{_cpu_name()}, {os.cpu_count()} cores",
             "date": _dt.datetime.now().isoformat(timespec="seconds")}
 
 
