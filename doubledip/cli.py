@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--airlight", type=float, nargs=3, metavar=("R", "G", "B"), default=None,
                    help="known airlight in [0, 1] (default: dark channel prior estimate)")
     p.add_argument("--learn-airlight", action="store_true", help="learn the airlight in the first pass too")
-    p.add_argument("--passes", type=int, default=2, choices=(1, 2))
+    p.add_argument("--passes", type=int, default=None, choices=(1, 2),
+                   help="default: 2 (reference mode), 1 (fast mode)")
     _common(p)
 
     p = sub.add_parser("separate", help="split one image into two additive layers")

@@ -82,3 +82,34 @@ def test_every_task_runs_in_fast_mode(task):
     for value in vars(result).values():
         if isinstance(value, np.ndarray):
             assert np.isfinite(value).all() and value.min() >= 0 and value.max() <= 1
+
+
+def test_fast_dehaze_runs_one_pass_pulled_toward_the_dark_channel_prior():
+    from doubledip.engine.post import dcp_transmission
+    from doubledip.engine.tasks import dehazing
+
+    img = _image(3, 32, 32)
+    fast = dd.dehaze(img, dd.SolverConfig(iterations=3, mode="fast", log_every=1))
+    assert {h["pass"] for h in fast.history} == {0}
+    ref = dd.dehaze(img, dd.SolverConfig(iterations=4, log_every=1))
+    assert {h["pass"] for h in ref.history} == {0, 1}
+    # the prior term: a problem given a transmission prior has a larger loss when t is far from it
+    x = load_image(img)
+    a = torch.tensor([[0.8, 0.8, 0.8]])
+    prior = dcp_transmission(x, a[0])
+    assert prior.shape == (1, 1, 32, 32) and float(prior.min()) >= 0.1 and float(prior.max()) <= 1.0
+    plain = dehazing.DehazeProblem(x, a, False, (4,), [0])
+    pulled = dehazing.DehazeProblem(x, a, False, (4,), [0], transmission_prior=torch.full_like(prior, 0.1))
+    assert float(pulled.step(0, 1, False).loss.detach()) > float(plain.step(0, 1, False).loss.detach())
+
+
+def test_dcp_transmission_of_a_hazed_constant_image():
+    """A flat colour J with dark channel 0 hazed by a known t: the prior recovers t (omega = 1)."""
+    from doubledip.engine.post import dcp_transmission
+
+    J = torch.zeros(1, 3, 40, 40)
+    J[:, 0] = 0.6  # dark channel of J is 0 (blue and green are 0)
+    A = torch.tensor([0.9, 0.9, 0.9])
+    hazy = 0.7 * J + 0.3 * A.view(1, 3, 1, 1)
+    t = dcp_transmission(hazy, A, omega=1.0)
+    torch.testing.assert_close(t, torch.full_like(t, 0.7), atol=1e-4, rtol=0)

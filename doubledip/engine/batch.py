@@ -60,7 +60,7 @@ def batch(task: str, images, config: SolverConfig | None = None, **options) -> l
     if name == "dehaze":
         airlight = options.get("airlight")
         return dehazing.dehaze_many(images, config, airlight, options.get("learn_airlight", False),
-                                    options.get("passes", 2))
+                                    options.get("passes"))
     if name == "segment":
         fg, bg = options.get("fg_hints"), options.get("bg_hints")
         fg = _as_list("fg_hints", fg, n) if fg is not None else None

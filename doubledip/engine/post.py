@@ -78,6 +78,18 @@ def estimate_airlight(image: torch.Tensor, window: int = 15, fraction: float = 1
     return image.flatten(2)[0][:, top].amax(dim=1)
 
 
+def dcp_transmission(image: torch.Tensor, airlight: torch.Tensor, window: int = 15, omega: float = 0.95,
+                     radius: int | None = None, eps: float = 1e-3) -> torch.Tensor:
+    """He et al.'s dark-channel transmission ``1 - omega * dark(I / A)``, refined by a guided filter
+    (guide: the image; radius a tenth of the shorter side unless given) and clipped to [0.1, 1].
+    image: 1 x 3 x H x W, airlight: (3,) -> 1 x 1 x H x W."""
+    h, w = image.shape[-2:]
+    a = airlight.reshape(1, 3, 1, 1).clamp_min(1e-3)
+    t = 1.0 - omega * dark_channel(image / a, window)
+    radius = max(2, round(min(h, w) / 10)) if radius is None else radius
+    return guided_filter(image, t, radius=radius, eps=eps).clamp(0.1, 1.0)
+
+
 def resize(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
     """Bicubic resize with antialiasing (when shrinking). x: N x C x H x W."""
     if tuple(x.shape[-2:]) == (h, w):
