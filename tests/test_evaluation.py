@@ -230,3 +230,18 @@ def test_command_parses_and_reports_errors(capsys):
     assert args.suite == "quick" and args.output == "x"
     assert args.func(args) == 2
     assert "unknown task" in capsys.readouterr().err
+
+
+def test_evaluate_end_to_end_tiny(tmp_path):
+    """The suite on the cheapest task at 32 px for a few iterations: rows, curve and JSON."""
+    from doubledip.evaluation.suite import evaluate
+    rows = evaluate(suite="quick", tasks="segment", size=32, iterations=4, log_every=2,
+                    device="cpu", out_dir=tmp_path)
+    assert [r["case"] for r in rows] == ["horse_hints", "horse_no_hints"]
+    for r in rows:
+        assert r["task"] == "segment" and r["iterations"] == 4 and r["seconds"] > 0
+        assert 0.0 <= r["metrics"][r["primary"]] <= 1.0
+        assert r["curve"] and {"iteration", "loss", "wall_seconds"} <= set(r["curve"][-1])
+        assert r["primary"] in r["gain"]
+    saved = json.loads((tmp_path / "evaluation.json").read_text())
+    assert [r["case"] for r in saved] == ["horse_hints", "horse_no_hints"]
