@@ -31,6 +31,7 @@ def _common(p: argparse.ArgumentParser, default_out: str | None = None) -> None:
     p.add_argument("--mode", default="reference", choices=("reference", "fast"),
                    help="reference: the published method; fast: bf16 nets, early stopping (see README)")
     p.add_argument("--log-every", type=int, default=25, help="progress/history every K iterations")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--export", choices=("onnx", "torchscript"), default=None,
                    help="also write the fitted generators to OUTDIR/export (with manifest.json)")
@@ -105,7 +106,8 @@ def _config(args):
 
     iterations = args.iterations if args.iterations is not None else getattr(args, "iterations_default", None)
     return SolverConfig(iterations=iterations, repeats=getattr(args, "repeats", None), device=args.device,
-                        seed=args.seed, mode=args.mode, progress=not args.quiet, log_every=args.log_every)
+                        seed=args.seed, mode=args.mode, progress=not args.quiet, log_every=args.log_every,
+                        threads=args.threads)
 
 
 def demo_images(size: int = 128):

@@ -232,3 +232,21 @@ def test_channels_last_first_iteration_outputs_agree(task):
     fast = run(dd.SolverConfig(iterations=1, repeats=1, seed=3, channels_last=True))
     for (name, a), (_, b) in zip(_arrays(plain), _arrays(fast)):
         np.testing.assert_allclose(a, b, atol=1e-3, err_msg=name)
+
+
+def test_threads_apply_during_the_run_only():
+    before = torch.get_num_threads()
+    seen = []
+    dd.separate(_image(), dd.SolverConfig(iterations=2, log_every=1, threads=1,
+                                         callback=lambda r: seen.append(torch.get_num_threads())))
+    assert seen == [1, 1]
+    assert torch.get_num_threads() == before
+
+
+@pytest.mark.slow
+def test_compiled_generators_compute_the_same_first_iteration():
+    """torch.compile of the generators (slow: a cold compile takes about a minute here)."""
+    fg, bg = _fg_bg()
+    eager = dd.segment(_image(), fg, bg, dd.SolverConfig(iterations=2, seed=1, log_every=1))
+    compiled = dd.segment(_image(), fg, bg, dd.SolverConfig(iterations=2, seed=1, log_every=1, compile=True))
+    assert compiled.history[0]["loss"] == pytest.approx(eager.history[0]["loss"], rel=1e-5)

@@ -187,6 +187,21 @@ def run_problem(problem: Problem, config: SolverConfig, lr: float, reporter: Pro
     for net in problem.nets.values():
         if hasattr(net, "set_memory_format"):
             net.set_memory_format(fmt)
+    if config.compile and hasattr(problem, "compiled"):
+        # fixed shapes: one graph per group and image size (CUDA graphs are not used: outputs
+        # are kept across iterations by best-result tracking)
+        problem.compiled = {name: torch.compile(net, dynamic=False) for name, net in problem.nets.items()}
+    previous_threads = torch.get_num_threads()
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    try:
+        _optimise(problem, config, lr, reporter, extra, first_iteration, stopper)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _optimise(problem: Problem, config: SolverConfig, lr: float, reporter: ProgressReporter,
+              extra: Optional[dict], first_iteration: int, stopper: Optional["PlateauStop"]) -> None:
     params = [p for p in problem.nets.parameters() if p.requires_grad]
     done_before = first_iteration
     for stage, T in enumerate(problem.stage_iterations):

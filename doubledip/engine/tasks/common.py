@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
+from typing import Optional
 
 import numpy as np
 import torch
@@ -46,6 +47,7 @@ class ImageProblem(Problem):
         self.padded = (max(hs), max(ws))
         self.generators = [torch.Generator().manual_seed(derive_seed(s, 1)) for s in self.seeds]
         self.autocast_dtype = None  # set by the solver: bf16 generators in fast mode
+        self.compiled: Optional[dict] = None  # set by the solver when config.compile: group -> compiled
 
     def build(self, groups: dict[str, tuple[UNetConfig, list[str]]]) -> None:
         """Create the nets: ``groups`` maps a group name to (config, member names). Each image's
@@ -63,7 +65,7 @@ class ImageProblem(Problem):
 
     def generate(self, group: str, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
         """Run a group: one B x Cin x H x W input per member -> one B x Cout x H x W output per member."""
-        net = self.nets[group]
+        net = self.nets[group] if self.compiled is None else self.compiled[group]
         members = len(self.members[group])
         if len(inputs) != members:
             raise ValueError(f"group {group!r} has {members} members, got {len(inputs)} inputs")
