@@ -15,7 +15,10 @@ from doubledip.engine.config import UNetConfig
 
 
 def _act() -> nn.Module:
-    return nn.LeakyReLU(0.2)
+    # In place: every activation follows a BatchNorm, whose backward needs its input, not its
+    # output; LeakyReLU's backward can use its own output (slope 0.2 > 0). Same numbers, one
+    # full-size tensor less per activation kept for the backward.
+    return nn.LeakyReLU(0.2, inplace=True)
 
 
 def _conv(c_in: int, c_out: int, kernel: int, stride: int = 1, copies: int = 1) -> nn.Sequential:
