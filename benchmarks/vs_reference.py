@@ -401,7 +401,8 @@ def main(argv=None) -> int:
         return 0
     ref = Path(args.reference) if args.reference else None
     if ref is None or not (ref / "transparency_separation.py").is_file() or not (ref / "dehazing.py").is_file():
-        print(f"vs_reference: no checkout of the authors' DoubleDIP code at {args.reference!r} "
+        where = f"at {args.reference!r}" if args.reference else "given (no --reference)"
+        print(f"vs_reference: no checkout of the authors' DoubleDIP code {where} "
               "(expected transparency_separation.py and dehazing.py there); "
               "pass --reference PATH to a clone of github.com/yossigandelsman/DoubleDIP", file=sys.stderr)
         return 2
