@@ -76,9 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=None, help="independent runs, median-combined (default 3)")
     _common(p)
 
-    p = sub.add_parser("demo", help="separate a mixture of two sample images (short run, no arguments)")
+    p = sub.add_parser("demo", help="dehaze a hazed sample image (fast mode, short run, no arguments)")
     _common(p, default_out="doubledip-demo")
-    p.set_defaults(iterations_default=300)
+    p.set_defaults(iterations_default=600, mode="fast")
 
     p = sub.add_parser("bench", help="time one optimisation step of a task on this machine")
     p.add_argument("--task", nargs="+", default=["separate"], metavar="TASK",
@@ -110,52 +110,14 @@ def _config(args):
                         threads=args.threads)
 
 
-def demo_images(size: int = 128):
-    """Two colour sample images shipped by scikit-image, resized to size x size, and their 1:1 mix."""
-    import numpy as np
-    import torch
-
-    from doubledip.engine.post import resize
-
+def demo_image(size: int = 192):
+    """A sample photo shipped by scikit-image (chelsea), hazed through a smooth depth-like
+    transmission and a known airlight (the quality suite's dehazing case)."""
     try:
-        from skimage import data
+        from doubledip.evaluation.cases import dehaze_case
     except ImportError:
         raise UsageError("demo needs scikit-image (pip install scikit-image)") from None
-    out = []
-    for img in (data.chelsea(), data.coffee()):
-        t = torch.from_numpy(img.astype(np.float32) / 255).permute(2, 0, 1)[None]
-        side = min(t.shape[-2:])
-        t = t[..., :side, :side]
-        out.append(resize(t, size, size).clamp(0, 1)[0].permute(1, 2, 0).numpy())
-    return out[0], out[1], (out[0] + out[1]) / 2
-
-
-def _bench(args) -> int:
-    """``doubledip bench``: a table on screen, JSON with -o."""
-    import json
-
-    from doubledip.engine.config import SolverConfig
-    from doubledip.engine.profiling import bench, format_rows
-
-    try:
-        SolverConfig(device=args.device).resolve_device()
-        rows = []
-        for task in args.task:
-            for size in args.size:
-                for batch in args.batch:
-                    rows.append(bench(task.replace("-", "_"), size, args.device, batch, args.steps,
-                                      mode=args.mode))
-                    print(f"done {task} {size}x{size} batch {batch}", file=sys.stderr)
-    except (ValueError, TypeError) as exc:
-        print(f"doubledip: error: {exc}", file=sys.stderr)
-        return 2
-    print(format_rows(rows))
-    if args.output:
-        out = Path(args.output)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "bench.json").write_text(json.dumps(rows, indent=2))
-        print(f"wrote {out / 'bench.json'}", file=sys.stderr)
-    return 0
+    return dehaze_case(size, "chelsea").args[0]
 
 
 def _unique_stems(paths: list[str]) -> list[str]:
@@ -201,10 +163,10 @@ def _run(args) -> Path:
     elif cmd == "remove-watermark-multi":
         result = dd.remove_watermark_multi(args.images, config)
     elif cmd == "demo":
-        _, _, mixture = demo_images()
-        result = dd.separate(mixture, config)
+        hazy = demo_image()
+        result = dd.dehaze(hazy, config)
         result.save(out)
-        save_png(out / "input.png", mixture)
+        save_png(out / "input.png", hazy)
         if args.export:
             result.export(out / "export", args.export)
         return out

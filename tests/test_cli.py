@@ -84,7 +84,8 @@ def test_module_entry_point_runs_the_demo(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "doubledip", "demo", "--iterations", "2", "-o", str(out)],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    assert (out / "input.png").exists() and (out / "layer_0.png").exists()
+    assert (out / "input.png").exists() and (out / "image.png").exists() and (out / "transmission.png").exists()
+    assert json.loads((out / "result.json").read_text())["config"]["mode"] == "fast"
     assert str(out.resolve()) in proc.stdout
 
 
