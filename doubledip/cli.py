@@ -120,6 +120,34 @@ def demo_image(size: int = 192):
     return dehaze_case(size, "chelsea").args[0]
 
 
+def _bench(args) -> int:
+    """``doubledip bench``: a table on screen, JSON with -o."""
+    import json
+
+    from doubledip.engine.config import SolverConfig
+    from doubledip.engine.profiling import bench, format_rows
+
+    try:
+        SolverConfig(device=args.device).resolve_device()
+        rows = []
+        for task in args.task:
+            for size in args.size:
+                for batch in args.batch:
+                    rows.append(bench(task.replace("-", "_"), size, args.device, batch, args.steps,
+                                      mode=args.mode))
+                    print(f"done {task} {size}x{size} batch {batch}", file=sys.stderr)
+    except (ValueError, TypeError) as exc:
+        print(f"doubledip: error: {exc}", file=sys.stderr)
+        return 2
+    print(format_rows(rows))
+    if args.output:
+        out = Path(args.output)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "bench.json").write_text(json.dumps(rows, indent=2))
+        print(f"wrote {out / 'bench.json'}", file=sys.stderr)
+    return 0
+
+
 def _unique_stems(paths: list[str]) -> list[str]:
     """Output folder names for several inputs: their file stems, numbered where they repeat."""
     stems = [Path(p).stem or "image" for p in paths]
