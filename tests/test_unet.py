@@ -106,3 +106,21 @@ def test_in_place_activations_compute_the_same_function():
     assert torch.equal(outs[0][0], outs[1][0])
     for a, b in zip(outs[0][1], outs[1][1]):
         assert torch.equal(a, b)
+
+
+def test_low_memory_recomputation_is_the_same_function():
+    """Recomputing the full-resolution block in the backward: same outputs and gradients (float64)."""
+    import copy
+
+    torch.manual_seed(0)
+    net = dd.UNetConfig(2, 3, (8, 16, 32), (0, 4, 4), 3).build().double()
+    low = copy.deepcopy(net).set_low_memory(True)
+    z = torch.rand(1, 2, 32, 40, dtype=torch.float64) / 100
+    outs = []
+    for n in (net, low):
+        y = n(z)
+        (y ** 2).mean().backward()
+        outs.append((y.detach(), [p.grad for p in n.parameters()]))
+    torch.testing.assert_close(outs[1][0], outs[0][0], atol=1e-14, rtol=0)
+    for a, b in zip(outs[0][1], outs[1][1]):
+        torch.testing.assert_close(b, a, atol=1e-14, rtol=1e-10)

@@ -107,6 +107,8 @@ class SolverConfig:
         threads can make a step 25x slower.
     compile: ``torch.compile`` the generators (fixed shapes). Pays on GPUs; on a CPU it gains
         0-8% after a cold compile of 1-2 minutes per image size (a warm cache starts in seconds).
+    low_memory: recompute each generator's full-resolution block in the backward instead of
+        keeping its activations (the same function; less memory, more time per step).
     """
 
     iterations: Optional[int] = None
@@ -122,6 +124,7 @@ class SolverConfig:
     early_stop: Optional[bool] = None
     threads: Optional[int] = None
     compile: bool = False
+    low_memory: bool = False
 
     def __post_init__(self) -> None:
         _positive_int("iterations", self.iterations, allow_none=True)
@@ -162,4 +165,4 @@ class SolverConfig:
 
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in (
-            "iterations", "repeats", "lr", "device", "seed", "mode", "log_every", "channels_last", "early_stop", "threads", "compile")}
+            "iterations", "repeats", "lr", "device", "seed", "mode", "log_every", "channels_last", "early_stop", "threads", "compile", "low_memory")}

@@ -187,6 +187,7 @@ def run_problem(problem: Problem, config: SolverConfig, lr: float, reporter: Pro
     for net in problem.nets.values():
         if hasattr(net, "set_memory_format"):
             net.set_memory_format(fmt)
+            net.set_low_memory(config.low_memory)
     if config.compile and hasattr(problem, "compiled"):
         # fixed shapes: one graph per group and image size (CUDA graphs are not used: outputs
         # are kept across iterations by best-result tracking)

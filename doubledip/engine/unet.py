@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from doubledip.engine.config import UNetConfig
 
@@ -58,6 +59,7 @@ class _Level(nn.Module):
         d, u, s = cfg.channels[i], cfg.channels[i], cfg.skip_channels[i]
         k, K = cfg.kernel_size, copies
         self.copies = copies
+        self.recompute_merge = False  # see SkipUNet.set_low_memory
         self.down = nn.Sequential(
             _conv(c_in, d, k, 2, K), _bn(d, K), _act(),
             _conv(d, d, k, 1, K), _bn(d, K), _act())
@@ -80,6 +82,10 @@ class _Level(nn.Module):
             s = self.skip(x)
             h, w = min(s.shape[2], y.shape[2]), min(s.shape[3], y.shape[3])
             y = _concat_per_copy(_centre_crop(s, h, w), _centre_crop(y, h, w), self.copies)
+        if self.recompute_merge and torch.is_grad_enabled():
+            # keep only the block's input; its activations are recomputed in the backward
+            # (BatchNorm recomputes the same batch statistics: the same function)
+            return checkpoint(self.merge, y, use_reentrant=False)
         return self.merge(y)
 
 
@@ -106,6 +112,12 @@ class SkipUNet(nn.Module):
         function, about 30% faster convolutions on CPU)."""
         self.memory_format = memory_format
         return self.to(memory_format=memory_format)
+
+    def set_low_memory(self, enabled: bool) -> "SkipUNet":
+        """Recompute the full-resolution merge block (level 0, the largest activations) in the
+        backward instead of keeping it: less memory, about 20% more time per step."""
+        self.body.recompute_merge = bool(enabled)
+        return self
 
     def train(self, mode: bool = True) -> "SkipUNet":
         # Batch statistics always: the reference never uses running statistics.
