@@ -4,7 +4,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from doubledip.engine.inputs import reflect_indices
 
 
 def _symmetric_indices(n: int, r: int, device) -> torch.Tensor:

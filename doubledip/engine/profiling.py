@@ -11,7 +11,6 @@ import statistics
 import sys
 import time
 
-import numpy as np
 import torch
 
 from doubledip.engine.config import SolverConfig

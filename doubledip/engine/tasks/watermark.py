@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import torch
 
 from doubledip.engine.config import LAYER5, MULTI_WATERMARK, WATERMARK_MASK, SolverConfig, UNetConfig
