@@ -1,35 +1,11 @@
 """Fused exclusion loss: every backend against the plain-torch reference, value and gradients."""
 from __future__ import annotations
 
-import os
 
 import pytest
 import torch
 
-from doubledip import bindings
 from doubledip.kernels import exclusion_loss, exclusion_loss_ref
-from doubledip.kernels._dispatch import triton_importable
-
-
-def _cases():
-    cases = [("torch", "cpu"), ("cpp", "cpu"), ("triton", "cpu")]
-    if torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1":
-        cases = [(b, "cuda") for b in ("torch", "triton")] + cases[:2]
-    return cases
-
-
-@pytest.fixture(params=_cases(), ids=lambda c: f"{c[0]}-{c[1]}")
-def backend(request, monkeypatch):
-    """(backend, device) with DOUBLEDIP_BACKEND set; skips backends this machine lacks."""
-    name, device = request.param
-    if name == "cpp" and os.environ.get("DOUBLEDIP_REQUIRE_CPP") != "1" and not bindings.is_available():
-        pytest.skip("C++ core not built")
-    if name == "triton" and not triton_importable():
-        pytest.skip("triton not installed")
-    if name == "triton" and device == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
-        pytest.skip("Triton on CPU tensors needs TRITON_INTERPRET=1")
-    monkeypatch.setenv("DOUBLEDIP_BACKEND", name)
-    return name, device
 
 
 def _value_and_grads(fn, a, b):
