@@ -23,7 +23,7 @@ STD_T, STD_A = 0.005, 0.1
 AIRLIGHT_PRIOR_ITERATIONS = 1000
 TRACK_EVERY = 8
 # fast mode: the transmission is pulled toward the dark channel prior's (see dehaze's docstring)
-DCP_PRIOR_WEIGHT = 2.0
+DCP_PRIOR_WEIGHT = 10.0
 MAX_SIDE = 800
 TRANSMISSION = UNetConfig(8, 1, DEHAZE.channels, DEHAZE.skip_channels, 3)
 
