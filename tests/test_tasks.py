@@ -81,14 +81,15 @@ def test_result_value_fields():
 
 
 def test_seeded_runs_repeat_exactly_and_seeds_differ():
-    a = dd.separate(_image(), dd.SolverConfig(iterations=3, seed=5))
-    b = dd.separate(_image(), dd.SolverConfig(iterations=3, seed=5))
-    c = dd.separate(_image(), dd.SolverConfig(iterations=3, seed=6))
+    # exact repetition is promised on the CPU (CUDA convolutions may pick nondeterministic kernels)
+    a = dd.separate(_image(), dd.SolverConfig(iterations=3, seed=5, device="cpu"))
+    b = dd.separate(_image(), dd.SolverConfig(iterations=3, seed=5, device="cpu"))
+    c = dd.separate(_image(), dd.SolverConfig(iterations=3, seed=6, device="cpu"))
     for la, lb, lc in zip(a.layers, b.layers, c.layers):
         np.testing.assert_array_equal(la, lb)
         assert not np.array_equal(la, lc)
-    w1 = dd.remove_watermark(_image(), _hint(), dd.SolverConfig(iterations=3, repeats=2, seed=1))
-    w2 = dd.remove_watermark(_image(), _hint(), dd.SolverConfig(iterations=3, repeats=2, seed=1))
+    w1 = dd.remove_watermark(_image(), _hint(), dd.SolverConfig(iterations=3, repeats=2, seed=1, device="cpu"))
+    w2 = dd.remove_watermark(_image(), _hint(), dd.SolverConfig(iterations=3, repeats=2, seed=1, device="cpu"))
     np.testing.assert_array_equal(w1.image, w2.image)
 
 
