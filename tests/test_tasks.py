@@ -251,3 +251,14 @@ def test_compiled_generators_compute_the_same_first_iteration():
     eager = dd.segment(_image(), fg, bg, dd.SolverConfig(iterations=2, seed=1, log_every=1))
     compiled = dd.segment(_image(), fg, bg, dd.SolverConfig(iterations=2, seed=1, log_every=1, compile=True))
     assert compiled.history[0]["loss"] == pytest.approx(eager.history[0]["loss"], rel=1e-5)
+
+
+def test_callback_gets_the_current_result_fields_where_the_task_tracks_them():
+    seen = []
+    r = dd.separate(_image(), dd.SolverConfig(iterations=4, log_every=2, callback=seen.append))
+    assert [len(s["outputs"]["layers"]) for s in seen] == [2, 2]
+    np.testing.assert_array_equal(seen[-1]["outputs"]["layers"][0], r.layers[0])
+    assert all("outputs" not in h for h in r.history)
+    pair_seen = []
+    dd.separate_pair(_image(0), _image(1), dd.SolverConfig(iterations=2, log_every=1, callback=pair_seen.append))
+    assert pair_seen[-1]["outputs"]["alphas"].shape == (2,)

@@ -108,6 +108,10 @@ class Problem:
     def stop_requested(self, stage: int) -> Optional[torch.Tensor]:
         return None
 
+    # Optional: ``callback_outputs()`` -> the first image's current result fields (numpy), handed
+    # to the callback as ``record["outputs"]`` at logged steps (tasks whose result is the tracked
+    # best define it; the quality suite scores them into curves).
+
 
 class ProgressReporter:
     """Progress bar + callback + history, fed every ``log_every`` iterations."""
@@ -123,7 +127,9 @@ class ProgressReporter:
         self.done = 0
         self.start = time.perf_counter()
 
-    def log(self, record: dict, advanced: int) -> None:
+    def log(self, record: dict, advanced: int, outputs=None) -> None:
+        """Append ``record`` to the history, advance the bar; the callback also gets ``outputs``
+        (the current result fields, when the problem provides them)."""
         record = {k: (float(v) if isinstance(v, torch.Tensor) else v) for k, v in record.items()}
         record["seconds"] = time.perf_counter() - self.start
         self.history.append(record)
@@ -137,7 +143,7 @@ class ProgressReporter:
                 post["psnr"] = f"{shown:.2f}"
             self.bar.set_postfix(post, refresh=False)
         if self.config.callback is not None:
-            self.config.callback(dict(record))
+            self.config.callback(dict(record, outputs=outputs) if outputs is not None else dict(record))
 
     def close(self) -> None:
         if self.bar is not None:
@@ -222,7 +228,10 @@ def _optimise(problem: Problem, config: SolverConfig, lr: float, reporter: Progr
                 record.update({name: t.detach() for name, t in out.terms.items()})
                 if extra:
                     record.update(extra)
-                reporter.log(record, since_log)
+                outputs = None
+                if config.callback is not None and hasattr(problem, "callback_outputs"):
+                    outputs = problem.callback_outputs()  # host copies: only when someone listens
+                reporter.log(record, since_log, outputs)
                 since_log = 0
                 stop = problem.stop_requested(stage)
                 if stop is not None and bool(stop):

@@ -80,6 +80,13 @@ class PairProblem(ImageProblem):
         return Step(loss, quality, {"reconstruction": recon, "exclusion": excl})
 
 
+    def callback_outputs(self) -> dict:
+        """The first pair's best layers and weights so far, as result fields."""
+        best = self.tracker.outputs
+        return {"layers": [hwc(best["layer_0"][0]), hwc(best["layer_1"][0])],
+                "alphas": best["alphas"][0].cpu().numpy().astype(np.float32)}
+
+
 def separate_pair_many(pairs: list, config: SolverConfig) -> list[PairSeparationResult]:
     """:func:`separate_pair` for several pairs of one size in one batched run."""
     dev = config.resolve_device()

@@ -66,6 +66,13 @@ class SeparationProblem(ImageProblem):
         return Step(loss, quality, {"reconstruction": recon, "exclusion": excl})
 
 
+    def callback_outputs(self) -> dict:
+        """The first image's best layers so far, as result fields."""
+        best = self.tracker.outputs
+        layers = [best["layer_0"][0], best["layer_1"][0]]
+        return {"layers": [hwc(l) for l in layers], "reconstruction": hwc((layers[0] + layers[1]).clamp(0, 1))}
+
+
 def separate_many(images: list, config: SolverConfig) -> list[SeparationResult]:
     """:func:`separate` for several images of one size in one batched run."""
     dev = config.resolve_device()
