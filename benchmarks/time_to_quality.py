@@ -36,7 +36,7 @@ class ScoringReporter:
         self.curve = []
         self.history = []
 
-    def log(self, record, advanced):
+    def log(self, record, advanced, outputs=None):
         from doubledip.evaluation.metrics import layer_scores
 
         best = self.problem.tracker.outputs
