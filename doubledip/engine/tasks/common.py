@@ -59,6 +59,7 @@ class ImageProblem(Problem):
                 torch.manual_seed(derive_seed(seed, 2))
                 per_image.append({name: cfg.build() for cfg, names in groups.values() for name in names})
         self.members = {g: list(names) for g, (_, names) in groups.items()}
+        self._unbound = None  # plain copies of the nets, made by fitted() after the run
         self.nets = nn.ModuleDict({
             g: SkipUNet.stack([per_image[b][name] for b in range(self.batch) for name in names])
             for g, (_, names) in groups.items()}).to(self.device)
@@ -107,11 +108,12 @@ class ImageProblem(Problem):
     def fitted(self, inputs: dict[str, torch.Tensor], b: int = 0) -> dict:
         """What export needs for image b: each net as a plain generator and its fixed
         (un-augmented, unperturbed) 1 x Cin x Hp x Wp input."""
+        if self._unbound is None:  # once per problem: a batch's B results share the copies
+            self._unbound = {group: self.nets[group].unbind() for group in self.members}
         plain = {}
         for group, names in self.members.items():
-            copies = self.nets[group].unbind()
             for m, name in enumerate(names):
-                plain[name] = copies[b * len(names) + m]
+                plain[name] = self._unbound[group][b * len(names) + m]
         order = [n for n in inputs if n in plain] + [n for n in plain if n not in inputs]
         nets = nn.ModuleDict({name: plain[name] for name in order})  # in the order of the inputs
         return {"nets": nets, "inputs": {k: v[b:b + 1].detach() for k, v in inputs.items()},

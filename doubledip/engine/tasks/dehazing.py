@@ -168,6 +168,4 @@ def dehaze(image, config: SolverConfig | None = None, *, airlight=None, learn_ai
     when A was learned as a map). Default 4000 iterations per pass, lr 1e-3.
     """
     config = resolve(config, iterations=iterations, seed=seed, device=device, progress=progress)
-    if airlight is not None and np.asarray(airlight).shape != (3,):
-        raise ValueError(f"airlight must be 3 finite values in [0, 1], got {airlight!r}")
     return dehaze_many([image], config, airlight, learn_airlight, passes)[0]

@@ -70,6 +70,9 @@ class SegmentationProblem(ImageProblem):
                 loss = loss + masked_l1(left, self.target, self.fg) + masked_l1(right, self.target, self.bg)
             loss = loss + gray_weight(k, self.hinted) * gray_loss(m)
             terms["reconstruction"] = recon
+        if stage == 0 and not (last or log):
+            # stage 1's result is its last iteration's: nothing to measure before that
+            return Step(loss, None, terms)
         outs = {"foreground": self.crop(left.detach()), "background": self.crop(right.detach()),
                 "soft_mask": self.crop(m.detach())}
         quality = psnr(self.image, outs["soft_mask"] * outs["foreground"]
@@ -147,9 +150,6 @@ def segment(image, fg_hint=None, bg_hint=None, config: SolverConfig | None = Non
     Default 2000 + 4000 iterations, lr 1e-3; the mask is refined by a guided filter.
     """
     config = resolve(config, iterations=iterations, seed=seed, device=device, progress=progress)
-    if (fg_hint is None) != (bg_hint is None):
-        raise ValueError("segment: give both fg_hint and bg_hint, or neither; got "
-                         f"fg_hint={'set' if fg_hint is not None else None}, "
-                         f"bg_hint={'set' if bg_hint is not None else None}")
-    hints = (None, None) if fg_hint is None else ([fg_hint], [bg_hint])
-    return segment_many([image], *hints, config)[0]
+    fg = None if fg_hint is None else [fg_hint]
+    bg = None if bg_hint is None else [bg_hint]
+    return segment_many([image], fg, bg, config)[0]  # checks that both hints or neither came
