@@ -13,6 +13,7 @@ import time
 
 import torch
 
+from doubledip.engine.adam import Adam
 from doubledip.engine.config import SolverConfig
 
 TASKS = ("separate", "separate_pair", "segment", "dehaze", "remove_watermark")
@@ -55,11 +56,11 @@ def make_step(task: str, size: int, batch: int, device: torch.device, channels_l
     for net in problem.nets.values():
         if hasattr(net, "set_memory_format"):
             net.set_memory_format(fmt)
-    optimizer = torch.optim.Adam(problem.nets.parameters(), lr=1e-3)
+    optimizer = Adam([p for p in problem.nets.parameters() if p.requires_grad], lr=1e-3)
     k = [10]
 
     def step():
-        optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad()
         problem.step(stage, k[0], False, False).loss.backward()
         optimizer.step()
         k[0] += 1

@@ -14,6 +14,7 @@ from typing import Optional
 import torch
 from torch import nn
 
+from doubledip.engine.adam import Adam
 from doubledip.engine.config import SolverConfig
 
 MASK64 = (1 << 64) - 1
@@ -212,12 +213,12 @@ def _optimise(problem: Problem, config: SolverConfig, lr: float, reporter: Progr
     params = [p for p in problem.nets.parameters() if p.requires_grad]
     done_before = first_iteration
     for stage, T in enumerate(problem.stage_iterations):
-        optimizer = torch.optim.Adam(params, lr=lr)
+        optimizer = Adam(params, lr=lr)
         since_log = 0
         for k in range(T):
             last = k == T - 1
             log = (k + 1) % config.log_every == 0 or last
-            optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad()
             out = problem.step(stage, k, last, log)
             out.loss.backward()
             optimizer.step()
