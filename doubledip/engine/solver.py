@@ -196,9 +196,12 @@ def run_problem(problem: Problem, config: SolverConfig, lr: float, reporter: Pro
             net.set_memory_format(fmt)
             net.set_low_memory(config.low_memory)
     if config.compile and hasattr(problem, "compiled"):
-        # fixed shapes: one graph per group and image size (CUDA graphs are not used: outputs
-        # are kept across iterations by best-result tracking)
-        problem.compiled = {name: torch.compile(net, dynamic=False) for name, net in problem.nets.items()}
+        from doubledip.engine.compiled import CompiledGenerators  # imports torch._dynamo: only here
+
+        # low_memory's recomputed blocks (an autograd.Function whose backward re-runs the forward)
+        # are not traceable: the graph breaks around them there
+        problem.compiled = CompiledGenerators(problem.nets, next(problem.nets.parameters()).device,
+                                              fullgraph=not config.low_memory)
     previous_threads = torch.get_num_threads()
     if config.threads is not None:
         torch.set_num_threads(config.threads)
@@ -211,6 +214,7 @@ def run_problem(problem: Problem, config: SolverConfig, lr: float, reporter: Pro
 def _optimise(problem: Problem, config: SolverConfig, lr: float, reporter: ProgressReporter,
               extra: Optional[dict], first_iteration: int, stopper: Optional["PlateauStop"]) -> None:
     params = [p for p in problem.nets.parameters() if p.requires_grad]
+    compiled = getattr(problem, "compiled", None)
     done_before = first_iteration
     for stage, T in enumerate(problem.stage_iterations):
         optimizer = Adam(params, lr=lr)
@@ -219,6 +223,8 @@ def _optimise(problem: Problem, config: SolverConfig, lr: float, reporter: Progr
             last = k == T - 1
             log = (k + 1) % config.log_every == 0 or last
             optimizer.zero_grad()
+            if compiled is not None:
+                compiled.step_begin()
             out = problem.step(stage, k, last, log)
             out.loss.backward()
             optimizer.step()
