@@ -32,6 +32,10 @@ def _common(p: argparse.ArgumentParser, default_out: str | None = None) -> None:
                    help="reference: the published method; fast: bf16 nets, early stopping (see README)")
     p.add_argument("--log-every", type=int, default=25, help="progress/history every K iterations")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the generators (CUDA graphs on CUDA; a cold compile takes minutes on a CPU)")
+    p.add_argument("--low-memory", action="store_true",
+                   help="recompute activations in the backward instead of keeping them (same results, slower)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--export", choices=("onnx", "torchscript"), default=None,
                    help="also write the fitted generators to OUTDIR/export (with manifest.json)")
@@ -89,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=10, help="timed steps (after 3 warm-up steps)")
     p.add_argument("--mode", default="reference", choices=("reference", "fast"),
                    help="fast: bf16 generators (the per-step part of fast mode)")
+    p.add_argument("--compile", action="store_true",
+                   help="compiled generators (SolverConfig(compile=True)); the compile is timed apart")
     p.add_argument("-o", "--output", default=None, metavar="OUTDIR", help="also write OUTDIR/bench.json")
     p.set_defaults(func=_bench)
 
@@ -107,7 +113,7 @@ def _config(args):
     iterations = args.iterations if args.iterations is not None else getattr(args, "iterations_default", None)
     return SolverConfig(iterations=iterations, repeats=getattr(args, "repeats", None), device=args.device,
                         seed=args.seed, mode=args.mode, progress=not args.quiet, log_every=args.log_every,
-                        threads=args.threads)
+                        threads=args.threads, compile=args.compile, low_memory=args.low_memory)
 
 
 def demo_image(size: int = 192):
@@ -134,7 +140,7 @@ def _bench(args) -> int:
             for size in args.size:
                 for batch in args.batch:
                     rows.append(bench(task.replace("-", "_"), size, args.device, batch, args.steps,
-                                      mode=args.mode))
+                                      mode=args.mode, compile=args.compile))
                     print(f"done {task} {size}x{size} batch {batch}", file=sys.stderr)
     except (ValueError, TypeError) as exc:
         print(f"doubledip: error: {exc}", file=sys.stderr)

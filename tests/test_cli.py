@@ -136,3 +136,27 @@ def test_bench_prints_a_table_and_writes_json(tmp_path, capsys):
 def test_bench_rejects_an_unknown_task(capsys):
     assert main(["bench", "--task", "colorize", "--size", "32", "--steps", "1"]) == 2
     assert "task must be one of" in capsys.readouterr().err
+
+
+def test_compile_and_low_memory_flags_reach_the_config(tmp_path, image_file, monkeypatch):
+    testing = pytest.importorskip("torch._dynamo.testing")
+    import torch
+
+    from doubledip.engine import compiled
+
+    torch._dynamo.reset()
+    counter = testing.CompileCounterWithBackend("aot_eager")
+    monkeypatch.setattr(compiled, "backend", counter)  # dynamo without inductor: seconds
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "out"
+    assert main(["separate", str(image_file), "-o", str(out), "--iterations", "3", "--quiet",
+                 "--compile", "--low-memory", "--device", "cpu"]) == 0
+    meta = json.loads((out / "result.json").read_text())
+    assert meta["config"]["compile"] is True and meta["config"]["low_memory"] is True
+    assert counter.frame_count >= 1
+    bench_out = tmp_path / "b"
+    assert main(["bench", "--task", "dehaze", "--size", "32", "--steps", "1", "--compile", "--device", "cpu",
+                 "-o", str(bench_out)]) == 0
+    (row,) = json.loads((bench_out / "bench.json").read_text())
+    assert row["compile"] is True and row["first_step_seconds"] > 0
+    torch._dynamo.reset()

@@ -43,12 +43,14 @@ def _problem(task: str, size: int, batch: int, device: torch.device):
 
 
 def make_step(task: str, size: int, batch: int, device: torch.device, channels_last: bool = True,
-              autocast_dtype: torch.dtype | None = None):
+              autocast_dtype: torch.dtype | None = None, compile: bool = False):
     """One optimisation step of ``task`` on random images, as a closure.
 
     Returns (step, forward_only, default iterations per image): ``step()`` runs forward, loss,
     backward and Adam at iterations past the first iterations' special cases; ``forward_only()``
-    computes one step's loss without gradients (for counting FLOPs).
+    computes one step's loss without gradients (for counting FLOPs; always the eager nets).
+    ``compile``: the generators compiled as ``SolverConfig(compile=True)`` does (the first
+    ``step()`` pays the compile).
     """
     problem, stage, default_iterations = _problem(task, size, batch, device)
     problem.autocast_dtype = autocast_dtype
@@ -59,13 +61,23 @@ def make_step(task: str, size: int, batch: int, device: torch.device, channels_l
     optimizer = Adam([p for p in problem.nets.parameters() if p.requires_grad], lr=1e-3)
     k = [10]
 
+    compiled = None
+    if compile:
+        from doubledip.engine.compiled import CompiledGenerators
+
+        compiled = CompiledGenerators(problem.nets, device)
+
     def step():
         optimizer.zero_grad()
+        problem.compiled = compiled
+        if compiled is not None:
+            compiled.step_begin()
         problem.step(stage, k[0], False, False).loss.backward()
         optimizer.step()
         k[0] += 1
 
     def forward_only():
+        problem.compiled = None
         return problem.step(stage, k[0], False, False).loss
 
     return step, forward_only, default_iterations
@@ -91,8 +103,9 @@ def matmul_rate(device: torch.device, n: int = 1024, repeats: int = 5) -> float:
 
 
 def bench(task: str, size: int = 256, device: str = "auto", batch: int = 1, steps: int = 10,
-          warmup: int = 3, channels_last: bool = True, mode: str = "reference") -> dict:
-    """Time ``steps`` optimisation steps of ``task`` (after ``warmup``); returns one table row."""
+          warmup: int = 3, channels_last: bool = True, mode: str = "reference", compile: bool = False) -> dict:
+    """Time ``steps`` optimisation steps of ``task`` (after ``warmup``; with ``compile`` the
+    first warm-up step compiles, timed apart as ``compile_seconds``); returns one table row."""
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     for name, value in (("size", size), ("batch", batch), ("steps", steps)):
@@ -102,7 +115,7 @@ def bench(task: str, size: int = 256, device: str = "auto", batch: int = 1, step
     if mode not in ("reference", "fast"):
         raise ValueError(f"mode must be 'reference' or 'fast', got {mode!r}")
     step, flop_step, default_iterations = make_step(
-        task, size, batch, dev, channels_last, torch.bfloat16 if mode == "fast" else None)
+        task, size, batch, dev, channels_last, torch.bfloat16 if mode == "fast" else None, compile)
     from torch.utils.flop_counter import FlopCounterMode
 
     # FLOPs: the forward's convolutions counted, times 3 (each backward conv costs twice its
@@ -112,7 +125,12 @@ def bench(task: str, size: int = 256, device: str = "auto", batch: int = 1, step
     with counter, torch.no_grad():
         flop_step()
     flops = 3 * counter.get_total_flops()
-    for _ in range(warmup):
+    _sync(dev)
+    t = time.perf_counter()
+    step()
+    _sync(dev)
+    first_step = time.perf_counter() - t
+    for _ in range(warmup - 1):
         step()
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
@@ -135,8 +153,8 @@ def bench(task: str, size: int = 256, device: str = "auto", batch: int = 1, step
     achieved = flops / per_iter / 1e9
     return {
         "task": task, "size": size, "device": str(dev), "batch": batch, "threads": torch.get_num_threads(),
-        "mode": mode, "channels_last": channels_last,
-        "seconds_per_iteration": per_iter,
+        "mode": mode, "channels_last": channels_last, "compile": compile,
+        "seconds_per_iteration": per_iter, "first_step_seconds": first_step,
         "images_per_hour": 3600 * batch / (per_iter * default_iterations),
         "default_iterations": default_iterations,
         "gflop_per_iteration": flops / 1e9, "achieved_gflops": achieved,
@@ -146,10 +164,13 @@ def bench(task: str, size: int = 256, device: str = "auto", batch: int = 1, step
 
 
 def format_rows(rows: list[dict]) -> str:
-    head = ("task", "size", "batch", "device", "s/iter", "img/hour", "GFLOP/it", "GFLOP/s", "of matmul", "peak MB")
+    head = ("task", "size", "batch", "device", "compile", "s/iter", "img/hour", "GFLOP/it", "GFLOP/s", "of matmul",
+            "peak MB")
     lines = [head]
     for r in rows:
-        lines.append((r["task"], str(r["size"]), str(r["batch"]), r["device"], f"{r['seconds_per_iteration']:.4f}",
+        lines.append((r["task"], str(r["size"]), str(r["batch"]), r["device"],
+                      f"yes ({r['first_step_seconds']:.0f} s)" if r.get("compile") else "no",
+                      f"{r['seconds_per_iteration']:.4f}",
                       f"{r['images_per_hour']:.2f}", f"{r['gflop_per_iteration']:.2f}", f"{r['achieved_gflops']:.1f}",
                       f"{100 * r['fraction_of_matmul']:.0f}%", f"{r['peak_memory_mb']:.0f}"))
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
