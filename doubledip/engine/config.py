@@ -105,8 +105,10 @@ class SolverConfig:
     threads: CPU threads for the run (None: leave torch's setting). With several heavy processes
         on one machine, set it so their sum does not exceed the cores: oversubscribed OpenMP
         threads can make a step 25x slower.
-    compile: ``torch.compile`` the generators (fixed shapes). Pays on GPUs; on a CPU it gains
-        0-8% after a cold compile of 1-2 minutes per image size (a warm cache starts in seconds).
+    compile: ``torch.compile`` each coupled generator group as one full graph with fixed shapes
+        (its backward compiled with it); on CUDA the graphs run as CUDA graphs. Compiled code is
+        cached on disk (``$TORCHINDUCTOR_CACHE_DIR``, else ``~/.cache/doubledip/inductor``).
+        Meant for GPUs; on a CPU it gains little after a cold compile of 1-2 minutes per image size.
     low_memory: recompute each generator's full-resolution block in the backward instead of
         keeping its activations (the same function; less memory, more time per step).
     """
