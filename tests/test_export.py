@@ -21,7 +21,10 @@ import doubledip as dd
 from doubledip.engine.export import export, load_exported
 
 H, W = 20, 28  # neither divisible by the nets' stride (8 to 32): padded, then cropped back
-TOL = 1e-5
+# onnxruntime and torch both compute in float32; the first BatchNorm normalises a conv of the
+# tiny-variance noise input, which amplifies their different summation orders (measured up to
+# 1.1e-5 on the learned-airlight net on this machine, 3e-8 to 3.4e-6 on the others)
+TOL = 3e-5
 
 _rng = np.random.default_rng(0)
 IMG = _rng.random((H, W, 3)).astype(np.float32)
