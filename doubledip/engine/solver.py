@@ -106,6 +106,11 @@ class Problem:
     def end_stage(self, stage: int) -> None:
         """Called after the last iteration of each stage."""
 
+    def lr_scale(self, stage: int, k: int) -> float:
+        """The learning rate of iteration ``k`` of ``stage``, as a factor of the run's lr (a Python
+        float: no device read). 1.0, a constant lr, unless a task's mode schedules it."""
+        return 1.0
+
     def stop_requested(self, stage: int) -> Optional[torch.Tensor]:
         return None
 
@@ -227,6 +232,7 @@ def _optimise(problem: Problem, config: SolverConfig, lr: float, reporter: Progr
                 compiled.step_begin()
             out = problem.step(stage, k, last, log)
             out.loss.backward()
+            optimizer.lr = lr * problem.lr_scale(stage, k)
             optimizer.step()
             since_log += 1
             if log:
