@@ -190,7 +190,10 @@ def _block_median(stamps: list[tuple[int, float]], warmup: int) -> float:
     return statistics.median(rates) if rates else float("nan")
 
 
-def run_authors(task, case, iterations, seed, block, warmup, reference: Path) -> dict:
+def prepare_authors(reference: Path, seed: int) -> None:
+    """Ready this process to run the authors' code: shims applied, ``reference`` importable, the
+    working directory a fresh temporary one with the ``output/`` their save functions write to,
+    Python's, NumPy's and torch's generators seeded with ``seed``."""
     import random
 
     import torch
@@ -198,10 +201,14 @@ def run_authors(task, case, iterations, seed, block, warmup, reference: Path) ->
     sys.path.insert(0, str(reference))
     work = Path(tempfile.mkdtemp(prefix="vs_reference_"))
     (work / "output").mkdir()
-    os.chdir(work)  # their save functions write to ./output/
+    os.chdir(work)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def run_authors(task, case, iterations, seed, block, warmup, reference: Path) -> dict:
+    prepare_authors(reference, seed)
     image = np.ascontiguousarray(case.args[0].transpose(2, 0, 1))
     if task == "separate":
         from transparency_separation import Separation
@@ -317,18 +324,23 @@ PRIMARY = {"separate": ("separation", "layer_psnr", "layer_ssim"),
 PRIMARY["dehaze2"] = PRIMARY["dehaze"]
 
 
+def run_worker(cmd: list[str], threads: int, marker: str, what: str) -> dict:
+    """Run a worker process with ``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` at ``threads``; its
+    record is the JSON after ``marker`` on its stdout (``what`` names it when it fails)."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    for line in proc.stdout.splitlines():
+        if line.startswith(marker):
+            return json.loads(line[len(marker):])
+    raise RuntimeError(f"{what} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+
+
 def _spawn(args, side, task, seed) -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     cmd = [sys.executable, os.path.abspath(__file__), "--reference", args.reference,
            "--size", str(args.size), "--iterations", str(args.iterations), "--threads", str(args.threads),
            "--block", str(args.block), "--warmup", str(args.warmup), "--mode", args.mode,
            "--case", args.case, "--worker-side", side, "--worker-task", task, "--worker-seed", str(seed)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    for line in proc.stdout.splitlines():
-        if line.startswith(MARKER):
-            return json.loads(line[len(MARKER):])
-    raise RuntimeError(f"{side} {task} seed {seed} failed (exit {proc.returncode}):\n"
-                       f"{proc.stderr[-3000:]}")
+    return run_worker(cmd, args.threads, MARKER, f"{side} {task} seed {seed}")
 
 
 def _mean_sd(values):
