@@ -70,8 +70,12 @@ def _problems(task, images, seeds):
 
 
 def _to_float64(value):
+    from doubledip.engine.inputs import Augmentations
+
     if isinstance(value, torch.Tensor) and value.is_floating_point():
         return value.double()
+    if isinstance(value, Augmentations):
+        return Augmentations(value.base.double())
     if isinstance(value, (list, tuple)):
         return type(value)(_to_float64(v) for v in value)
     if isinstance(value, dict):

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from doubledip.engine.inputs import (all_augmentations, augment, crop, meshgrid_input, noise_input,
+from doubledip.engine.inputs import (Augmentations, all_augmentations, augment, crop, meshgrid_input, noise_input,
                                      reflect_pad, unaugment)
 from doubledip.engine.solver import derive_seed, split_iterations
 from doubledip.engine.tasks import dehazing, segmentation, separation, watermark
@@ -32,6 +32,15 @@ def test_noise_input_range_and_seed():
     assert float(z.std()) == pytest.approx(0.1 / 12 ** 0.5, rel=0.05)  # U(-.5,.5)*var
     z2 = noise_input(3, 40, 50, 0.1, torch.Generator().manual_seed(0), torch.device("cpu"))
     assert torch.equal(z, z2)
+
+
+def test_augmentations_on_demand_equal_the_stored_ones():
+    x = torch.rand(2, 3, 5, 7)
+    lazy, stored = Augmentations(x), all_augmentations(x)
+    assert len(lazy) == len(stored) == 8
+    assert lazy[0] is x
+    for i in range(8):
+        assert torch.equal(lazy[i], stored[i]) and lazy[i].is_contiguous()
 
 
 def test_meshgrid_input():

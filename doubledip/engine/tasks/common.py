@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from doubledip.engine.config import SolverConfig, UNetConfig
-from doubledip.engine.inputs import all_augmentations, crop, noise_input, reflect_pad
+from doubledip.engine.inputs import Augmentations, crop, noise_input, reflect_pad
 from doubledip.engine.solver import Problem, ProgressReporter, derive_seed
 from doubledip.engine.unet import SkipUNet
 from doubledip.kernels import perturb
@@ -85,8 +85,9 @@ class ImageProblem(Problem):
         """B x channels x Hp x Wp: ``U(-0.5, 0.5) * var``, each image from its own generator."""
         return torch.cat([noise_input(channels, *self.padded, var, g, self.device) for g in self.generators])
 
-    def noise_augmented(self, channels: int, var: float = 1 / 100) -> list[torch.Tensor]:
-        return all_augmentations(self.noise(channels, var))
+    def noise_augmented(self, channels: int, var: float = 1 / 100) -> Augmentations:
+        """The noise input's 8 augmentations, each made when indexed (see Augmentations)."""
+        return Augmentations(self.noise(channels, var))
 
     def perturbed(self, z: torch.Tensor, sigma: float, *keys: int) -> torch.Tensor:
         """``z + sigma * N(0, 1)`` (z: B x C x H x W), image b's noise fixed by (its seed, keys)."""

@@ -6,7 +6,7 @@ import time
 import torch
 
 from doubledip.engine.config import LAYER5, SolverConfig
-from doubledip.engine.inputs import all_augmentations, unaugment
+from doubledip.engine.inputs import Augmentations, unaugment
 from doubledip.engine.io import load_image
 from doubledip.engine.losses import blend_sum, exclusion_sum, psnr
 from doubledip.engine.results import SeparationResult
@@ -44,7 +44,7 @@ class SeparationProblem(ImageProblem):
     def __init__(self, images: torch.Tensor, iterations: tuple[int, ...], seeds: list[int]):
         super().__init__(seeds, images.device, tuple(images.shape[-2:]), [LAYER5])
         self.image = images  # unpadded, for tracking
-        self.targets = all_augmentations(self.pad(images))
+        self.targets = Augmentations(self.pad(images))
         self.build({"layers": (LAYER5, ["layer_0", "layer_1"])})
         self.inputs = [self.noise_augmented(3), self.noise_augmented(3)]
         self.stage_iterations = iterations

@@ -6,7 +6,7 @@ import time
 import torch
 
 from doubledip.engine.config import LAYER5, MULTI_WATERMARK, WATERMARK_MASK, SolverConfig, UNetConfig
-from doubledip.engine.inputs import all_augmentations
+from doubledip.engine.inputs import Augmentations
 from doubledip.engine.io import load_hint, load_image
 from doubledip.engine.losses import blend_sum, masked_l1, psnr
 from doubledip.engine.post import median_of_runs
@@ -40,8 +40,8 @@ class HintedWatermarkProblem(ImageProblem):
     def __init__(self, image, hint, iterations, seeds):
         super().__init__(seeds, image.device, tuple(image.shape[-2:]), [CLEAN, WATERMARK_MASK])
         self.image, self.hint = image, hint
-        self.targets = all_augmentations(self.pad(image))
-        self.hints = all_augmentations(self.pad(hint))
+        self.targets = Augmentations(self.pad(image))
+        self.hints = Augmentations(self.pad(hint))
         # clean and watermark share an architecture but run apart: stage 1 fits the clean net alone
         self.build({"clean": (CLEAN, ["clean"]), "watermark": (CLEAN, ["watermark"]),
                     "mask": (WATERMARK_MASK, ["mask"])})
@@ -75,7 +75,7 @@ class MultiWatermarkProblem(ImageProblem):
     def __init__(self, images: list[torch.Tensor], iterations, seed):
         super().__init__([seed], images[0].device, tuple(images[0].shape[-2:]), [CLEAN, MULTI_WATERMARK])
         self.images = images
-        self.targets = [all_augmentations(self.pad(im)) for im in images]
+        self.targets = [Augmentations(self.pad(im)) for im in images]
         self.clean_names = [f"clean_{i}" for i in range(len(images))]
         # the N clean nets run as one grouped launch
         self.build({"cleans": (CLEAN, self.clean_names), "mask": (MULTI_WATERMARK, ["mask"]),
