@@ -108,19 +108,69 @@ def test_in_place_activations_compute_the_same_function():
         assert torch.equal(a, b)
 
 
-def test_low_memory_recomputation_is_the_same_function():
-    """Recomputing the full-resolution block in the backward: same outputs and gradients (float64)."""
+@pytest.mark.parametrize("cfg,copies,fmt", [
+    (dd.UNetConfig(2, 3, (8, 16, 32), (0, 4, 4), 3), 1, torch.contiguous_format),
+    (dd.UNetConfig(3, 3, (8, 16, 32, 64, 128), (0, 0, 0, 4, 4), 5), 2, torch.channels_last),
+    (dd.UNetConfig(2, 1, (8, 16, 32, 64), (4, 0, 0, 4), 3), 3, torch.channels_last),
+], ids=["skips", "layer5x2-channels-last", "skip-at-level-0x3"])
+def test_low_memory_recomputation_is_the_same_function(cfg, copies, fmt):
+    """Recomputing every level's down path and merge in the backward: the same outputs, gradients
+    (input included) and BatchNorm running statistics (updated once per forward), in float64."""
     import copy
 
+    from doubledip.engine.unet import SkipUNet
+
     torch.manual_seed(0)
-    net = dd.UNetConfig(2, 3, (8, 16, 32), (0, 4, 4), 3).build().double()
+    net = SkipUNet(cfg, copies=copies).double().set_memory_format(fmt)
+    nets = [net, copy.deepcopy(net).set_low_memory(True), copy.deepcopy(net).set_low_memory(True, levels=1)]
+    h, w = cfg.padded_size(64, 96)
+    z = torch.rand(1, copies * cfg.in_channels, h, w, dtype=torch.float64) / 100
+    target = torch.rand(1, copies * cfg.out_channels, h, w, dtype=torch.float64)
+    outs = []
+    for n in nets:
+        zi = z.clone().requires_grad_(True)
+        y = n(zi)
+        (y - target).abs().mean().backward()
+        outs.append((y.detach(), zi.grad, [p.grad for p in n.parameters()], [b.clone() for b in n.buffers()]))
+    for low in outs[1:]:
+        torch.testing.assert_close(low[0], outs[0][0], atol=1e-14, rtol=0)
+        torch.testing.assert_close(low[1], outs[0][1], atol=1e-14, rtol=1e-10)
+        for a, b in zip(outs[0][2], low[2]):
+            assert b is not None
+            torch.testing.assert_close(b, a, atol=1e-14, rtol=1e-10)
+        for a, b in zip(outs[0][3], low[3]):
+            assert torch.equal(a, b)  # running statistics: one update per forward, not two
+
+
+def test_low_memory_recomputation_under_bf16_autocast():
+    """Fast mode's bf16 generators: the recompute re-enters the forward's autocast state."""
+    import copy
+
+    torch.manual_seed(1)
+    net = dd.UNetConfig(2, 3, (8, 16, 32), (0, 4, 4), 3).build()
     low = copy.deepcopy(net).set_low_memory(True)
-    z = torch.rand(1, 2, 32, 40, dtype=torch.float64) / 100
+    z = torch.rand(1, 2, 32, 64) / 100
     outs = []
     for n in (net, low):
-        y = n(z)
-        (y ** 2).mean().backward()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = n(z)
+        y.float().square().mean().backward()
         outs.append((y.detach(), [p.grad for p in n.parameters()]))
-    torch.testing.assert_close(outs[1][0], outs[0][0], atol=1e-14, rtol=0)
+    assert outs[0][0].dtype == torch.bfloat16
+    assert torch.equal(outs[1][0], outs[0][0])
     for a, b in zip(outs[0][1], outs[1][1]):
-        torch.testing.assert_close(b, a, atol=1e-14, rtol=1e-10)
+        assert torch.equal(a, b)
+
+
+def test_low_memory_backward_imports_neither_dynamo_nor_sympy():
+    """torch.utils.checkpoint imports torch._dynamo and autograd.grad(grad_outputs=...) imports
+    sympy: 150 + 30 MB of resident memory that low_memory exists to save."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch, doubledip as dd\n"
+            "net = dd.UNetConfig(2, 3, (8, 16), (0, 4), 3).build().set_low_memory(True)\n"
+            "net(torch.rand(1, 2, 32, 32)).sum().backward()\n"
+            "print(sorted(m for m in ('torch._dynamo', 'sympy') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"

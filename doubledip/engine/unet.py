@@ -8,9 +8,10 @@ channel block ``k``. One launch per layer serves all copies; ``K = 1`` is the pl
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from doubledip.engine.config import UNetConfig
 
@@ -51,6 +52,54 @@ def _concat_per_copy(a: torch.Tensor, b: torch.Tensor, copies: int) -> torch.Ten
     return torch.cat([a.reshape(n, copies, -1, h, w), b.reshape(n, copies, -1, h, w)], dim=2).reshape(n, -1, h, w)
 
 
+class _Recompute(torch.autograd.Function):
+    """``fn(*inputs)`` keeping only its inputs for the backward, which recomputes ``fn`` with
+    gradients and back-propagates through the recomputed graph (activation checkpointing).
+
+    The same function: BatchNorm in training mode recomputes the same batch statistics from the
+    same inputs, and the running-statistics buffers of ``modules`` are put back after the
+    recompute, so they are updated once per forward as without recomputation. The autocast
+    state of the forward is re-entered for the recompute. Parameters are explicit inputs, so
+    their gradients flow through autograd as usual. (Not ``torch.utils.checkpoint``: that
+    imports ``torch._dynamo`` on first use, +150 MB of resident memory on the CPU.)
+    """
+
+    @staticmethod
+    def forward(ctx, fn, modules, n_inputs, *args):
+        ctx.fn, ctx.modules, ctx.n_inputs = fn, modules, n_inputs
+        dev = args[0].device.type
+        ctx.autocast = (dev, torch.is_autocast_enabled(dev), torch.get_autocast_dtype(dev))
+        ctx.save_for_backward(*args[:n_inputs])
+        return fn(*args[:n_inputs])
+
+    @staticmethod
+    def backward(ctx, grad):
+        n = ctx.n_inputs
+        needs = ctx.needs_input_grad[3:]
+        inputs = [x.detach().requires_grad_(needs[i]) for i, x in enumerate(ctx.saved_tensors)]
+        params = [p for m in ctx.modules for p in m.parameters()]
+        buffers = [b for m in ctx.modules for b in m.buffers()]
+        kept = [b.clone() for b in buffers]
+        dev, enabled, dtype = ctx.autocast
+        with torch.enable_grad(), torch.autocast(dev, dtype=dtype, enabled=enabled):
+            out = ctx.fn(*inputs)
+            total = out.sum()
+        wrt = [t for t, need in zip(inputs + params, needs) if need]
+        # grad_outputs=grad would be the plain call, but that imports sympy on first use (+32 MB
+        # resident); the hook hands the incoming gradient to ``out`` exactly instead
+        out.register_hook(lambda _: grad)
+        grads = iter(torch.autograd.grad(total, wrt, allow_unused=True))
+        with torch.no_grad():  # after the backward: BatchNorm's saves its running buffers
+            for b, k in zip(buffers, kept):
+                b.copy_(k)
+        return (None, None, None) + tuple(next(grads) if need else None for need in needs[:n + len(params)])
+
+
+def _recompute(fn, modules: tuple[nn.Module, ...], *inputs: torch.Tensor) -> torch.Tensor:
+    params = [p for m in modules for p in m.parameters()]
+    return _Recompute.apply(fn, modules, len(inputs), *inputs, *params)
+
+
 class _Level(nn.Module):
     """One encoder-decoder level: deep branch (down, deeper levels, up), optional skip, merge."""
 
@@ -59,7 +108,7 @@ class _Level(nn.Module):
         d, u, s = cfg.channels[i], cfg.channels[i], cfg.skip_channels[i]
         k, K = cfg.kernel_size, copies
         self.copies = copies
-        self.recompute_merge = False  # see SkipUNet.set_low_memory
+        self.low_memory = False  # see SkipUNet.set_low_memory
         self.down = nn.Sequential(
             _conv(c_in, d, k, 2, K), _bn(d, K), _act(),
             _conv(d, d, k, 1, K), _bn(d, K), _act())
@@ -73,20 +122,43 @@ class _Level(nn.Module):
             _conv(s + deep_out, u, k, 1, K), _bn(u, K), _act(),
             _conv(u, u, 1, 1, K), _bn(u, K), _act())
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.down(x)
-        if self.deeper is not None:
-            y = self.deeper(y)
+    def _merge_in(self, x: Optional[torch.Tensor], y: torch.Tensor) -> torch.Tensor:
+        """Upsample the deep branch, add the skip branch: the merge block's input."""
         y = self.up(y)
         if self.skip is not None:
             s = self.skip(x)
             h, w = min(s.shape[2], y.shape[2]), min(s.shape[3], y.shape[3])
             y = _concat_per_copy(_centre_crop(s, h, w), _centre_crop(y, h, w), self.copies)
-        if self.recompute_merge and torch.is_grad_enabled():
-            # keep only the block's input; its activations are recomputed in the backward
-            # (BatchNorm recomputes the same batch statistics: the same function)
-            return checkpoint(self.merge, y, use_reentrant=False)
-        return self.merge(y)
+        return y
+
+    def _merge_head(self, x: Optional[torch.Tensor], y: torch.Tensor) -> torch.Tensor:
+        """Upsample, skip, and the merge block up to its k x k convolution."""
+        return self.merge[1](self.merge[0](self._merge_in(x, y)))
+
+    def _merge_tail(self, y: torch.Tensor) -> torch.Tensor:
+        return self.merge[6](self.merge[5](self.merge[4](self.merge[3](self.merge[2](y)))))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.low_memory and torch.is_grad_enabled():
+            return self._forward_recomputed(x)
+        y = self.down(x)
+        if self.deeper is not None:
+            y = self.deeper(y)
+        return self.merge(self._merge_in(x, y))
+
+    def _forward_recomputed(self, x: torch.Tensor) -> torch.Tensor:
+        """The same function, keeping for the backward only each segment's inputs: the down path,
+        the upsample + skip + merge up to the k x k convolution (from the small pre-upsample
+        tensor), and the rest of the merge."""
+        y = _recompute(self.down, (self.down,), x)
+        if self.deeper is not None:
+            y = self.deeper(y)
+        if self.skip is not None:
+            head = _recompute(self._merge_head, (self.skip, self.merge[0], self.merge[1]), x, y)
+        else:
+            head = _recompute(lambda t: self._merge_head(None, t), (self.merge[0], self.merge[1]), y)
+        tail = (self.merge[2], self.merge[4], self.merge[5])
+        return _recompute(self._merge_tail, tail, head)
 
 
 class SkipUNet(nn.Module):
@@ -113,10 +185,15 @@ class SkipUNet(nn.Module):
         self.memory_format = memory_format
         return self.to(memory_format=memory_format)
 
-    def set_low_memory(self, enabled: bool) -> "SkipUNet":
-        """Recompute the full-resolution merge block (level 0, the largest activations) in the
-        backward instead of keeping it: less memory, about 20% more time per step."""
-        self.body.recompute_merge = bool(enabled)
+    def set_low_memory(self, enabled: bool, levels: Optional[int] = None) -> "SkipUNet":
+        """Recompute activations in the backward instead of keeping them (the same function;
+        less memory, more time per step): at each of the first ``levels`` levels (None: all),
+        the down path, the upsample + merge up to its k x k convolution, and the merge's rest
+        are each kept only as their inputs and recomputed in the backward."""
+        level, i = self.body, 0
+        while level is not None:
+            level.low_memory = bool(enabled) and (levels is None or i < levels)
+            level, i = level.deeper, i + 1
         return self
 
     def train(self, mode: bool = True) -> "SkipUNet":
