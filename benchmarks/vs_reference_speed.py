@@ -63,6 +63,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from vs_reference import _block_median, _commit, _peak_mb, _rss_mb, prepare_authors, run_worker  # noqa: E402
 
 TASKS = ("separate", "separate_pair", "segment", "dehaze", "remove_watermark")
+EXTRA_TASKS = ("dehaze_ambient",)  # run only when named in --tasks
+AIRLIGHT = (0.72, 0.70, 0.62)  # dehaze_ambient's given airlight (the authors' tiananmen value, rounded)
 REFERENCE_FILES = ("transparency_separation.py", "segmentation.py", "dehazing.py", "watermarks_removal.py")
 MARKER = "VS_REFERENCE_SPEED_RESULT "
 TARGET = 1.5  # the issue's bar: authors' s/iter / ours >= this
@@ -99,30 +101,37 @@ def ours_iterations(task: str, need: int) -> tuple[int, int, int]:
 
 # ----------------------------------------------------------------------------------- workers
 
-def run_authors(task: str, size: int, seed: int, block: int, stop_at: int, reference: Path) -> dict:
+def build_authors(task: str, size: int, seed: int, reference: Path):
+    """The authors' model for ``task`` on the synthetic inputs, and the name of the closure of the
+    stage timed (their code imported from ``reference`` after the shims)."""
     prepare_authors(reference, seed)
     x = synthetic_inputs(size, seed)
-    closure = "_optimization_closure"
     if task == "separate":
         from transparency_separation import Separation
-        model = Separation("case", x["image"], plot_during_training=False)
-    elif task == "separate_pair":
+        return Separation("case", x["image"], plot_during_training=False), "_optimization_closure"
+    if task == "separate_pair":
         from transparency_separation import TwoImagesSeparation
-        model = TwoImagesSeparation("case1", "case2", x["image"], x["image2"], plot_during_training=False)
-    elif task == "segment":
+        return (TwoImagesSeparation("case1", "case2", x["image"], x["image2"], plot_during_training=False),
+                "_optimization_closure")
+    if task == "segment":
         from segmentation import Segmentation
-        model = Segmentation("case", x["image"], plot_during_training=False, first_step_iter_num=1,
-                             fg_hint=x["hint"], bg_hint=1 - x["hint"])
-        closure = "_step2_optimization_closure"
-    elif task == "dehaze":
+        return (Segmentation("case", x["image"], plot_during_training=False, first_step_iter_num=1,
+                             fg_hint=x["hint"], bg_hint=1 - x["hint"]), "_step2_optimization_closure")
+    if task in ("dehaze", "dehaze_ambient"):
         from dehazing import Dehaze
-        model = Dehaze("case", x["image"], plot_during_training=False, use_deep_channel_prior=True,
-                       gt_ambient=None, clip=True)
-    else:
-        from watermarks_removal import Watermark
-        model = Watermark("case", x["image"], plot_during_training=False, num_iter_first_step=0,
-                          watermark_hint=x["hint"])
-        closure = "_step2_optimization_closure"
+        if task == "dehaze":  # their dehaze()'s first pass: airlight from the dark channel prior
+            return (Dehaze("case", x["image"], plot_during_training=False, use_deep_channel_prior=True,
+                           gt_ambient=None, clip=True), "_optimization_closure")
+        # their __main__'s setting: a given airlight, learned by a third (ambient) net
+        return (Dehaze("case", x["image"], plot_during_training=False, use_deep_channel_prior=False,
+                       gt_ambient=np.asarray(AIRLIGHT), clip=True), "_optimization_closure")
+    from watermarks_removal import Watermark
+    return (Watermark("case", x["image"], plot_during_training=False, num_iter_first_step=0,
+                      watermark_hint=x["hint"]), "_step2_optimization_closure")
+
+
+def run_authors(task: str, size: int, seed: int, block: int, stop_at: int, reference: Path) -> dict:
+    model, closure = build_authors(task, size, seed, reference)
     stamps = []
     inner = getattr(model, closure)
 
@@ -171,11 +180,42 @@ def run_ours(task: str, size: int, seed: int, block: int, stop_at: int, tree: st
         dd.segment(image, fg_hint=hint, bg_hint=1 - hint, config=config)
     elif task == "dehaze":
         dd.dehaze(image, config, passes=1)
+    elif task == "dehaze_ambient":
+        dd.dehaze(image, config, airlight=AIRLIGHT, learn_airlight=True, passes=1)
     else:
         dd.remove_watermark(image, hint, config)
     return {"stamps": [s for s in stamps if s[0] <= stop_at], "rss_before": rss_before,
             "seconds": time.perf_counter() - start, "api": f"dd.{task}", "stage_offset": offset,
             "iterations": total, "doubledip_file": dd.__file__}
+
+
+def count_flops(side: str, task: str, size: int, seed: int, reference: Path, tree: str | None) -> float | None:
+    """Counted GFLOP of one iteration of the timed stage: the forward's convolutions x 3, as
+    ``doubledip bench`` counts (each backward convolution costs twice its forward). Authors: their
+    closure run under ``no_grad`` (its ``backward()`` then fails, after the forward is counted);
+    ours: ``doubledip.engine.profiling.make_step``'s forward (None for tasks it lacks)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+    counter = FlopCounterMode(display=False)
+    k = 20  # inside the stage's first 1000 iterations, as the timed blocks
+    if side == "authors":
+        model, closure = build_authors(task, size, seed, reference)
+        with counter, torch.no_grad():
+            try:
+                getattr(model, closure)(k, *([1] if task == "remove_watermark" else []))
+            except RuntimeError as e:
+                if "does not require grad" not in str(e):
+                    raise
+    else:
+        if tree:
+            sys.path.insert(0, str(Path(tree).resolve()))
+        from doubledip.engine import profiling
+        if task not in profiling.TASKS:
+            return None
+        _, forward_only, _ = profiling.make_step(task, size, 1, torch.device("cpu"))
+        with counter, torch.no_grad():
+            forward_only()
+    return 3 * counter.get_total_flops() / 1e9
 
 
 def _tree_commit(tree: str) -> str:
@@ -189,6 +229,15 @@ def worker(args) -> None:
     torch.set_num_threads(args.threads)
     stop_at = args.warmup + args.blocks * args.block
     load = os.getloadavg()
+    if args.flops:
+        from doubledip.engine.profiling import matmul_rate
+        gflop = count_flops(args.worker_side, args.worker_task, args.worker_size, args.seed, Path(args.reference),
+                            args.ours_tree)
+        out = {"kind": "flops", "side": args.worker_side, "task": args.worker_task, "size": args.worker_size,
+               "gflop_per_iter": gflop, "matmul_gflops": matmul_rate(torch.device("cpu")),
+               "threads": torch.get_num_threads(), "loadavg_start": load}
+        print(MARKER + json.dumps(out), flush=True)
+        return
     if args.worker_side == "authors":
         res = run_authors(args.worker_task, args.worker_size, args.seed, args.block, stop_at, Path(args.reference))
     else:
@@ -212,7 +261,7 @@ def _spawn(args, side: str, task: str, size: int, rnd: int) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), "--reference", args.reference,
            "--threads", str(args.threads), "--warmup", str(args.warmup), "--blocks", str(args.blocks),
            "--block", str(args.block), "--seed", str(args.seed), "--worker-side", side,
-           *(["--ours-tree", args.ours_tree] if args.ours_tree else []),
+           *(["--ours-tree", args.ours_tree] if args.ours_tree else []), *(["--flops"] if args.flops else []),
            "--worker-task", task, "--worker-size", str(size), "--worker-round", str(rnd)]
     return run_worker(cmd, args.threads, MARKER, f"{side} {task} {size} round {rnd}")
 
@@ -228,9 +277,12 @@ def summarise(runs: list[dict]) -> str:
     from process CPU time (less sensitive to other processes taking the core); peak RSS."""
     head = ("task", "size", "authors s/iter", "ours s/iter", "ours / authors", "speed-up",
             f"{TARGET}x met?", "CPU s/iter authors; ours (speed-up)", "peak RSS MB authors (before)", "peak RSS MB ours (before)", "s/iter per round (authors; ours)")
+    flops = [r for r in runs if r.get("kind") == "flops"]
+    runs = [r for r in runs if r.get("kind") != "flops"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     keys = list(dict.fromkeys((r["task"], r["size"]) for r in runs))
-    keys.sort(key=lambda k: (k[1], TASKS.index(k[0]) if k[0] in TASKS else len(TASKS)))
+    order = TASKS + EXTRA_TASKS
+    keys.sort(key=lambda k: (k[1], order.index(k[0]) if k[0] in order else len(order)))
     for task, size in keys:
         rows = {side: sorted((r for r in runs if r["task"] == task and r["size"] == size and r["side"] == side),
                              key=lambda r: r.get("round", 0)) for side in ("authors", "ours")}
@@ -246,8 +298,35 @@ def summarise(runs: list[dict]) -> str:
         cells = (task, f"{size}", _num(a, 3), _num(o, 3), _num(ratio, 2),
                  "-" if speedup is None else f"{speedup:.2f}x", met, cpu, pa, po, per)
         lines.append("| " + " | ".join(cells) + " |")
-    threads = sorted({r["threads"] for r in runs})
-    lines.append(f"\nthreads: {threads}; doubledip commit(s): {sorted({r['commit'] for r in runs})}")
+    if runs:
+        lines.append(f"\nthreads: {sorted({r['threads'] for r in runs})}; "
+                     f"doubledip commit(s): {sorted({r['commit'] for r in runs})}")
+    if flops:
+        lines.append("\n" + bound_table(flops, runs))
+    return "\n".join(lines)
+
+
+def bound_table(flops: list[dict], runs: list[dict]) -> str:
+    """Counted work per iteration, the rate each side achieves against the measured fp32 matmul
+    rate, and the fp32 ceiling on the speed-up: the authors' s/iter over the time ours' counted
+    GFLOP would take at the matmul rate (no same-function fp32 code can beat that)."""
+    head = ("task", "size", "GFLOP/iter authors", "GFLOP/iter ours", "matmul GFLOP/s",
+            "authors GFLOP/s (of matmul)", "ours GFLOP/s (of matmul)", "fp32 ceiling on speed-up")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    order = TASKS + EXTRA_TASKS
+    for task, size in sorted(dict.fromkeys((r["task"], r["size"]) for r in flops),
+                             key=lambda k: (k[1], order.index(k[0]) if k[0] in order else len(order))):
+        here = [r for r in flops if r["task"] == task and r["size"] == size]
+        g = {side: _median([r["gflop_per_iter"] for r in here if r["side"] == side]) for side in ("authors", "ours")}
+        rate = _median([r["matmul_gflops"] for r in here])
+        t = {side: _median([r["s_per_iter"] for r in runs if r["task"] == task and r["size"] == size
+                            and r["side"] == side]) for side in ("authors", "ours")}
+        achieved = {side: (f"{g[side] / t[side]:.0f} ({100 * g[side] / t[side] / rate:.0f}%)"
+                           if g[side] and t[side] and rate else "-") for side in ("authors", "ours")}
+        ceiling = t["authors"] * rate / g["ours"] if t["authors"] and rate and g["ours"] else None
+        lines.append("| " + " | ".join((task, str(size), _num(g["authors"], 2), _num(g["ours"], 2), _num(rate, 0),
+                                        achieved["authors"], achieved["ours"],
+                                        "-" if ceiling is None else f"{ceiling:.2f}x")) + " |")
     return "\n".join(lines)
 
 
@@ -281,6 +360,9 @@ def main(argv=None) -> int:
                    help="import doubledip from DIR (holding doubledip/) instead of the installed package, "
                         "e.g. a `git archive` of a commit while the working tree is being edited "
                         "(its commit id in DIR/COMMIT)")
+    p.add_argument("--flops", action="store_true",
+                   help="instead of timing: count GFLOP per iteration on both sides and measure the fp32 "
+                        "matmul rate; with timed runs in the same --from-json, the table gains the bound")
     p.add_argument("--json", default=None, help="write every run's record to this file (after each run)")
     p.add_argument("--from-json", nargs="+", default=None, metavar="FILE",
                    help="only print the table for runs saved earlier with --json (no runs)")
@@ -305,20 +387,22 @@ def main(argv=None) -> int:
         worker(args)
         return 0
     tasks, sizes = _csv(args.tasks), _csv(args.sizes, int)
-    bad = [t for t in tasks if t not in TASKS]
+    bad = [t for t in tasks if t not in TASKS + EXTRA_TASKS]
     if bad:
-        print(f"vs_reference_speed: unknown task(s) {bad}; expected some of {list(TASKS)}", file=sys.stderr)
+        print(f"vs_reference_speed: unknown task(s) {bad}; expected some of {list(TASKS + EXTRA_TASKS)}", file=sys.stderr)
         return 2
     # authors, ours, authors, ours ... per (task, size): load from elsewhere falls on both sides
-    order = [(size, task, rnd, side) for size in sizes for task in tasks for rnd in range(args.rounds)
-             for side in ("authors", "ours")]
+    order = [(size, task, rnd, side) for size in sizes for task in tasks
+             for rnd in range(1 if args.flops else args.rounds) for side in ("authors", "ours")]
     runs = []
     for size, task, rnd, side in order:
         started = time.perf_counter()
         runs.append(_spawn(args, side, task, size, rnd))
         last = runs[-1]
-        print(f"{task} {size} round {rnd} {side}: {last['s_per_iter']:.3f} s/iter, peak {last['peak_rss_mb']:.0f} MB, "
-              f"load {last['loadavg_start'][0]:.2f} ({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
+        what = (f"{last['gflop_per_iter']} GFLOP/iter, matmul {last['matmul_gflops']:.0f} GFLOP/s" if args.flops
+                else f"{last['s_per_iter']:.3f} s/iter, peak {last['peak_rss_mb']:.0f} MB")
+        print(f"{task} {size} round {rnd} {side}: {what}, load {last['loadavg_start'][0]:.2f} "
+              f"({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
         if args.json:  # after every run: a long session that stops early keeps what it measured
             Path(args.json).write_text(json.dumps(runs, indent=1))
     print(summarise(runs))

@@ -80,3 +80,16 @@ def test_synthetic_inputs_shapes(speed):
     x = speed.synthetic_inputs(64)
     assert x["image"].shape == (3, 64, 64) and x["hint"].shape == (1, 64, 64)
     assert 0 < x["hint"].mean() < 1 and (x["image2"] == x["image"][:, :, ::-1]).all()
+
+
+def test_bound_table_from_counted_flops(speed):
+    runs = [_run("authors", "separate", 256, 0, 0.2, 700), _run("ours", "separate", 256, 0, 0.15, 600),
+            {"kind": "flops", "side": "authors", "task": "separate", "size": 256, "gflop_per_iter": 14.0,
+             "matmul_gflops": 100.0},
+            {"kind": "flops", "side": "ours", "task": "separate", "size": 256, "gflop_per_iter": 14.0,
+             "matmul_gflops": 110.0}]
+    text = speed.summarise(runs)
+    assert "| separate | 256 | 0.200 | 0.150 |" in text  # the flops records are not timed rows
+    row = next(line for line in text.splitlines() if line.startswith("| separate | 256 | 14.00"))
+    # matmul: median of 100 and 110; authors 14 / 0.2 = 70 GFLOP/s = 67%; ceiling 0.2 * 105 / 14 = 1.5
+    assert row.split(" | ")[4:] == ["105", "70 (67%)", "93 (89%)", "1.50x |"]
