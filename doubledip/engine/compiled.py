@@ -22,6 +22,7 @@ honoured), so a second run at the same size skips most of the compile.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -71,6 +72,10 @@ class CompiledGenerators:
     def __init__(self, nets: nn.ModuleDict, device: torch.device, fullgraph: bool = True):
         cache_dir()
         options = compile_options(device, fullgraph)
+        if device.type == "cpu" and backend is None:
+            warnings.warn("compile=True on a CPU: measured 12-14% slower per step than eager here, after a "
+                          "cold compile of about a minute of CPU time per image size; it is meant for CUDA "
+                          "(benchmarks/RESULTS.md)", RuntimeWarning, stacklevel=3)
         self.cuda_graphs = uses_cuda_graphs(device)
         self._compiled: dict[str, Callable] = {name: torch.compile(net, **options) for name, net in nets.items()}
 
