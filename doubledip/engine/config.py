@@ -109,8 +109,14 @@ class SolverConfig:
         (its backward compiled with it); on CUDA the graphs run as CUDA graphs. Compiled code is
         cached on disk (``$TORCHINDUCTOR_CACHE_DIR``, else ``~/.cache/doubledip/inductor``).
         Meant for GPUs; on a CPU it gains little after a cold compile of 1-2 minutes per image size.
-    low_memory: recompute each generator's full-resolution block in the backward instead of
-        keeping its activations (the same function; less memory, more time per step).
+    low_memory: keep only a few boundary tensors per generator level and recompute the rest
+        in the backward (every level's down path, upsample + merge up to its k x k convolution,
+        and the merge's rest: the same function, the same bits on the CPU), and on glibc set
+        the C allocator so freed memory leaves the process (blocks of 16 MiB and more mapped on
+        their own, free heap pages returned before each recomputed segment; a process-wide
+        setting that stays after the run, see ``doubledip.engine.memory``). At 512 x 512 on a
+        CPU about half the peak memory of the authors' code or less (separation 537 MB, dehazing
+        524, watermark 536), at about 1.6-2x the CPU time per step (benchmarks/RESULTS.md).
     """
 
     iterations: Optional[int] = None

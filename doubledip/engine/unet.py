@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from doubledip.engine.config import UNetConfig
+from doubledip.engine.memory import fix_mmap_threshold, release_free_heap
 
 
 def _act() -> nn.Module:
@@ -62,12 +63,18 @@ class _Recompute(torch.autograd.Function):
     state of the forward is re-entered for the recompute. Parameters are explicit inputs, so
     their gradients flow through autograd as usual. (Not ``torch.utils.checkpoint``: that
     imports ``torch._dynamo`` on first use, +150 MB of resident memory on the CPU.)
+
+    On the CPU it also sets glibc's allocator up so that freed memory leaves the process
+    (:mod:`doubledip.engine.memory`): without that the heap's holes, not the live tensors, set
+    the peak resident memory.
     """
 
     @staticmethod
     def forward(ctx, fn, modules, n_inputs, *args):
         ctx.fn, ctx.modules, ctx.n_inputs = fn, modules, n_inputs
         dev = args[0].device.type
+        if dev == "cpu":
+            fix_mmap_threshold()  # once per process
         ctx.autocast = (dev, torch.is_autocast_enabled(dev), torch.get_autocast_dtype(dev))
         ctx.save_for_backward(*args[:n_inputs])
         return fn(*args[:n_inputs])
@@ -75,6 +82,8 @@ class _Recompute(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         n = ctx.n_inputs
+        if grad.device.type == "cpu":
+            release_free_heap()  # what the previous segments freed, before this one's recompute
         needs = ctx.needs_input_grad[3:]
         inputs = [x.detach().requires_grad_(needs[i]) for i, x in enumerate(ctx.saved_tensors)]
         params = [p for m in ctx.modules for p in m.parameters()]
