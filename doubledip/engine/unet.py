@@ -98,7 +98,7 @@ class _Recompute(torch.autograd.Function):
         # resident); the hook hands the incoming gradient to ``out`` exactly instead
         out.register_hook(lambda _: grad)
         grads = iter(torch.autograd.grad(total, wrt, allow_unused=True))
-        with torch.no_grad():  # after the backward: BatchNorm's saves its running buffers
+        with torch.no_grad():  # after the backward, which checks the running buffers it saved
             for b, k in zip(buffers, kept):
                 b.copy_(k)
         return (None, None, None) + tuple(next(grads) if need else None for need in needs[:n + len(params)])
