@@ -108,7 +108,8 @@ class SolverConfig:
     compile: ``torch.compile`` each coupled generator group as one full graph with fixed shapes
         (its backward compiled with it); on CUDA the graphs run as CUDA graphs. Compiled code is
         cached on disk (``$TORCHINDUCTOR_CACHE_DIR``, else ``~/.cache/doubledip/inductor``).
-        Meant for GPUs; on a CPU it gains little after a cold compile of 1-2 minutes per image size.
+        Meant for GPUs; on a CPU it is slower per step (measured) after a cold compile of about a
+        minute per image size, and warns.
     low_memory: keep only a few boundary tensors per generator level and recompute the rest
         in the backward (every level's down path, upsample + merge up to its k x k convolution,
         and the merge's rest: the same function, the same bits on the CPU), and on glibc set
