@@ -374,7 +374,8 @@ def main(argv=None) -> int:
     p.add_argument("--sizes", default="256,512", help="comma-separated square image sizes")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--rounds", type=int, default=2, help="authors/ours pairs per (task, size), alternating")
-    p.add_argument("--warmup", type=int, default=20, help="iterations of the timed stage before the blocks")
+    p.add_argument("--warmup", type=int, default=20,
+                   help="iterations of the timed stage before the blocks (a multiple of --block)")
     p.add_argument("--blocks", type=int, default=3, help="timed blocks")
     p.add_argument("--block", type=int, default=10, help="iterations per block")
     p.add_argument("--seed", type=int, default=0)
@@ -404,6 +405,11 @@ def main(argv=None) -> int:
         print(f"vs_reference_speed: no checkout of the authors' DoubleDIP code {where} (missing "
               f"{', '.join(missing)}); pass --reference PATH to a clone of "
               "github.com/yossigandelsman/DoubleDIP", file=sys.stderr)
+        return 2
+    if args.warmup % args.block or min(args.warmup, args.blocks, args.block) < 1:
+        # both sides stamp every `block` iterations: a warm-up off that grid loses a block
+        print(f"vs_reference_speed: --warmup ({args.warmup}) must be a positive multiple of --block "
+              f"({args.block}), --blocks at least 1", file=sys.stderr)
         return 2
     if args.worker_side:
         worker(args)

@@ -36,6 +36,13 @@ def test_unknown_task_exits_2(speed, tmp_path):
     assert speed.main(["--reference", str(tmp_path), "--tasks", "separate,inpaint"]) == 2
 
 
+def test_warmup_off_the_block_grid_exits_2(speed, tmp_path, capsys):
+    for name in speed.REFERENCE_FILES:
+        (tmp_path / name).write_text("")
+    assert speed.main(["--reference", str(tmp_path), "--warmup", "5", "--block", "3"]) == 2
+    assert "multiple of --block" in capsys.readouterr().err
+
+
 def test_table_medians_ratio_and_target(speed):
     runs = [_run("authors", "dehaze", 256, 0, 0.12, 800), _run("ours", "dehaze", 256, 0, 0.07, 600),
             _run("authors", "dehaze", 256, 1, 0.10, 810), _run("ours", "dehaze", 256, 1, 0.09, 590),
