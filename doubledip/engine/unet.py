@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from doubledip.engine.config import UNetConfig
+from doubledip.engine.pointwise import PointwiseConv2d
 from doubledip.engine.memory import fix_mmap_threshold, release_free_heap
 
 
@@ -31,8 +32,11 @@ def _conv(c_in: int, c_out: int, kernel: int, stride: int = 1, copies: int = 1) 
     layers: list[nn.Module] = []
     if kernel > 1:
         layers.append(nn.ReflectionPad2d((kernel - 1) // 2))
-    layers.append(nn.Conv2d(copies * c_in, copies * c_out, kernel, stride=stride, padding=0, bias=True,
-                            groups=copies))
+    if kernel == 1 and stride == 1:  # same init, parameters and function; one GEMM on channels-last
+        layers.append(PointwiseConv2d(copies * c_in, copies * c_out, groups=copies))
+    else:
+        layers.append(nn.Conv2d(copies * c_in, copies * c_out, kernel, stride=stride, padding=0, bias=True,
+                                groups=copies))
     return nn.Sequential(*layers)
 
 
@@ -185,7 +189,7 @@ class SkipUNet(nn.Module):
         self.config = cfg
         self.copies = copies
         self.body = _Level(cfg.in_channels, cfg, 0, copies)
-        self.head = nn.Conv2d(copies * cfg.channels[0], copies * cfg.out_channels, 1, bias=True, groups=copies)
+        self.head = PointwiseConv2d(copies * cfg.channels[0], copies * cfg.out_channels, groups=copies)
         self.memory_format = torch.contiguous_format
 
     def set_memory_format(self, memory_format: torch.memory_format) -> "SkipUNet":
