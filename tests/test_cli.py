@@ -150,10 +150,15 @@ def test_compile_and_low_memory_flags_reach_the_config(tmp_path, image_file, mon
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "cache"))
     out = tmp_path / "out"
     assert main(["separate", str(image_file), "-o", str(out), "--iterations", "3", "--quiet",
-                 "--compile", "--low-memory", "--device", "cpu"]) == 0
+                 "--compile", "--device", "cpu"]) == 0
     meta = json.loads((out / "result.json").read_text())
-    assert meta["config"]["compile"] is True and meta["config"]["low_memory"] is True
-    assert counter.frame_count >= 1
+    assert meta["config"]["compile"] is True and meta["config"]["low_memory"] is False
+    assert counter.frame_count == 1
+    low = tmp_path / "low"
+    assert main(["separate", str(image_file), "-o", str(low), "--iterations", "3", "--quiet", "--low-memory"]) == 0
+    assert json.loads((low / "result.json").read_text())["config"]["low_memory"] is True
+    assert main(["separate", str(image_file), "-o", str(tmp_path / "both"), "--quiet", "--compile", "--low-memory"]) == 2
+    assert not (tmp_path / "both").exists()
     bench_out = tmp_path / "b"
     assert main(["bench", "--task", "dehaze", "--size", "32", "--steps", "1", "--compile", "--device", "cpu",
                  "-o", str(bench_out)]) == 0

@@ -39,7 +39,6 @@ def test_compile_options_per_device(monkeypatch):
     cuda = compiled_mod.compile_options(torch.device("cuda", 0))
     assert cuda["mode"] == "reduce-overhead" and cuda["dynamic"] is False and cuda["fullgraph"] is True
     assert compiled_mod.uses_cuda_graphs(torch.device("cuda")) and not compiled_mod.uses_cuda_graphs(torch.device("cpu"))
-    assert compiled_mod.compile_options(torch.device("cpu"), fullgraph=False)["fullgraph"] is False
 
 
 def test_cache_dir_defaults_to_a_user_cache_and_respects_the_environment(monkeypatch, tmp_path):
@@ -131,6 +130,11 @@ def test_a_compiled_fit_compiles_once_per_group_and_matches_eager(task, counted)
     np.testing.assert_allclose(losses_compiled[:3], losses_eager[:3], rtol=1e-3)
     np.testing.assert_allclose(losses_compiled, losses_eager, rtol=0.1)
     assert fitted.config.compile is True
+
+
+def test_compile_and_low_memory_are_refused_together():
+    with pytest.raises(ValueError, match="cannot be combined"):
+        dd.SolverConfig(compile=True, low_memory=True)
 
 
 class _StaticOutput:

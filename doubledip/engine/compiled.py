@@ -33,9 +33,9 @@ from torch import nn
 backend: Optional[object] = None
 
 
-def compile_options(device: torch.device, fullgraph: bool = True) -> dict:
+def compile_options(device: torch.device) -> dict:
     """Keyword arguments for ``torch.compile`` of one generator group on ``device``."""
-    options = {"fullgraph": fullgraph, "dynamic": False}
+    options = {"fullgraph": True, "dynamic": False}
     if backend is not None:
         options["backend"] = backend
     elif device.type == "cuda":
@@ -64,14 +64,13 @@ class CompiledGenerators:
     """Compiled callables for a problem's generator groups: ``compiled[group](x)``.
 
     nets: the problem's ``ModuleDict`` (one grouped :class:`SkipUNet` per group); device: where
-    they run; fullgraph: False lets dynamo break the graph around what it cannot trace (the
-    low-memory mode's recomputed blocks run eagerly between compiled pieces). ``step_begin()`` is
-    called by the solver before each iteration's forward.
+    they run. ``step_begin()`` is called by the solver before each iteration's forward. (Not with
+    ``low_memory``: SolverConfig refuses the combination, its recompute is not traceable.)
     """
 
-    def __init__(self, nets: nn.ModuleDict, device: torch.device, fullgraph: bool = True):
+    def __init__(self, nets: nn.ModuleDict, device: torch.device):
         cache_dir()
-        options = compile_options(device, fullgraph)
+        options = compile_options(device)
         if device.type == "cpu" and backend is None:
             warnings.warn("compile=True on a CPU: measured 12-14% slower per step than eager here, after a "
                           "cold compile of about a minute of CPU time per image size; it is meant for CUDA "

@@ -109,7 +109,7 @@ class SolverConfig:
         (its backward compiled with it); on CUDA the graphs run as CUDA graphs. Compiled code is
         cached on disk (``$TORCHINDUCTOR_CACHE_DIR``, else ``~/.cache/doubledip/inductor``).
         Meant for GPUs; on a CPU it is slower per step (measured) after a cold compile of about a
-        minute per image size, and warns.
+        minute per image size, and warns. Not combinable with ``low_memory``.
     low_memory: keep only a few boundary tensors per generator level and recompute the rest
         in the backward (every level's down path, upsample + merge up to its k x k convolution,
         and the merge's rest: the same function, the same bits on the CPU), and on glibc set
@@ -154,6 +154,11 @@ class SolverConfig:
             raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
         if self.callback is not None and not callable(self.callback):
             raise TypeError(f"callback must be callable, got {type(self.callback).__name__}")
+        if self.compile and self.low_memory:
+            # low_memory's recompute (an autograd.Function that re-runs the forward in its
+            # backward) breaks dynamo's graph at every segment and exhausts its recompile limit
+            raise ValueError("compile=True and low_memory=True cannot be combined: torch.compile cannot "
+                             "trace low_memory's recomputed segments; choose one")
 
     @property
     def stops_early(self) -> bool:

@@ -203,10 +203,7 @@ def run_problem(problem: Problem, config: SolverConfig, lr: float, reporter: Pro
     if config.compile and hasattr(problem, "compiled"):
         from doubledip.engine.compiled import CompiledGenerators  # imports torch._dynamo: only here
 
-        # low_memory's recomputed blocks (an autograd.Function whose backward re-runs the forward)
-        # are not traceable: the graph breaks around them there
-        problem.compiled = CompiledGenerators(problem.nets, next(problem.nets.parameters()).device,
-                                              fullgraph=not config.low_memory)
+        problem.compiled = CompiledGenerators(problem.nets, next(problem.nets.parameters()).device)
     previous_threads = torch.get_num_threads()
     if config.threads is not None:
         torch.set_num_threads(config.threads)
