@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from typing import Optional
-
 import numpy as np
 import torch
 from torch import nn
@@ -47,7 +45,7 @@ class ImageProblem(Problem):
         self.padded = (max(hs), max(ws))
         self.generators = [torch.Generator().manual_seed(derive_seed(s, 1)) for s in self.seeds]
         self.autocast_dtype = None  # set by the solver: bf16 generators in fast mode
-        self.compiled: Optional[dict] = None  # set by the solver when config.compile: group -> compiled
+        self.compiled = None  # set by the solver when config.compile: CompiledGenerators (group -> callable)
 
     def build(self, groups: dict[str, tuple[UNetConfig, list[str]]]) -> None:
         """Create the nets: ``groups`` maps a group name to (config, member names). Each image's
