@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
+
 import numpy as np
 import torch
 from torch import nn
