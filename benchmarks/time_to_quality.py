@@ -57,7 +57,7 @@ def main(argv=None) -> int:
     from doubledip.engine.config import SolverConfig
     from doubledip.engine.io import load_image
     from doubledip.engine.solver import run_problem
-    from doubledip.engine.tasks.separation import DEFAULT_LR, SeparationProblem
+    from doubledip.engine.tasks.separation import DEFAULT_LR, FAST_LR, SeparationProblem
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", required=True, help="folder with texture12.jpg and texture16.jpg")
@@ -67,7 +67,7 @@ def main(argv=None) -> int:
     parser.add_argument("--target", type=float, default=24.15)
     parser.add_argument("--log-every", type=int, default=250)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--lr", type=float, default=None, help="default: the task's (5e-4)")
+    parser.add_argument("--lr", type=float, default=None, help="default: the mode's (reference 5e-4, fast 1e-3)")
     parser.add_argument("-o", "--output", default=None)
     args = parser.parse_args(argv)
     folder = Path(args.images)
@@ -81,9 +81,10 @@ def main(argv=None) -> int:
                           early_stop=False)
     problem = SeparationProblem(load_image((a + b) / 2), (args.iterations,), [args.seed])
     reporter = ScoringReporter(problem, truths, args.log_every)
-    run_problem(problem, config, args.lr or DEFAULT_LR, reporter)
+    lr = args.lr or (FAST_LR if args.mode == "fast" else DEFAULT_LR)
+    run_problem(problem, config, lr, reporter)
     reached = next((p for p in reporter.curve if p["mean_layer_psnr"] >= args.target), None)
-    summary = {"mode": args.mode, "lr": args.lr or DEFAULT_LR, "size": args.size, "target": args.target, "threads": torch.get_num_threads(),
+    summary = {"mode": args.mode, "lr": lr, "size": args.size, "target": args.target, "threads": torch.get_num_threads(),
                "reached": reached, "final": reporter.curve[-1]}
     print(json.dumps(summary))
     if args.output:
