@@ -1,4 +1,6 @@
 """PointwiseConv2d: the same function as a grouped 1x1 nn.Conv2d, values and gradients."""
+import contextlib
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -34,3 +36,19 @@ def test_same_parameters_and_state_dict_as_conv2d():
     b.load_state_dict(a.state_dict())
     x = torch.randn(1, 8, 7, 7).contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(a(x), b(x), rtol=1e-5, atol=1e-6)
+
+
+def test_as_convolutions_switches_to_the_grouped_convolution():
+    from doubledip.engine.pointwise import as_convolutions
+    from torch.utils.flop_counter import FlopCounterMode
+
+    conv = PointwiseConv2d(16, 16, groups=2)
+    x = torch.randn(1, 16, 8, 8).contiguous(memory_format=torch.channels_last)
+    counts = []
+    for ctx in (as_convolutions(), contextlib.nullcontext()):
+        counter = FlopCounterMode(display=False)
+        with counter, ctx, torch.no_grad():
+            conv(x)
+        counts.append(counter.get_total_flops())
+    assert counts[0] == 2 * 64 * 16 * 8  # grouped: 64 pixels x 16 outputs x 8 inputs, 2 flops each
+    assert counts[1] == 2 * counts[0]  # the dense GEMM multiplies the zero blocks too

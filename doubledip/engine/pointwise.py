@@ -14,11 +14,26 @@ convolution runs. The off-diagonal zeros are constants: gradients reach only the
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 MAX_DENSE_GROUPS = 4
+_gemm_enabled = True
+
+
+@contextmanager
+def as_convolutions():
+    """Within: every PointwiseConv2d runs as the plain grouped convolution (for counting the
+    method's FLOPs: the block-diagonal GEMM also multiplies its zero blocks)."""
+    global _gemm_enabled
+    previous, _gemm_enabled = _gemm_enabled, False
+    try:
+        yield
+    finally:
+        _gemm_enabled = previous
 
 
 class PointwiseConv2d(nn.Conv2d):
@@ -30,7 +45,8 @@ class PointwiseConv2d(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k = self.groups
-        if k > MAX_DENSE_GROUPS or x.dim() != 4 or not x.is_contiguous(memory_format=torch.channels_last):
+        if (not _gemm_enabled or k > MAX_DENSE_GROUPS or x.dim() != 4
+                or not x.is_contiguous(memory_format=torch.channels_last)):
             return super().forward(x)
         w = self.weight.view(self.out_channels, self.in_channels // k)
         if k > 1:
