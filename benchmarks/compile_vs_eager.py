@@ -11,7 +11,6 @@ per task on stdout (``-o FILE`` also writes them as a list).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -19,6 +18,7 @@ import time
 import torch
 
 from doubledip.engine.profiling import TASKS, make_step
+from json_rows import emit  # benchmarks/ (the script's folder is on sys.path)
 
 
 def measure(task: str, size: int, device: torch.device, steps: int) -> dict:
@@ -61,13 +61,7 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("-o", "--output", default=None)
     args = p.parse_args(argv)
-    rows = []
-    for task in args.task:
-        rows.append(measure(task, args.size, torch.device(args.device), args.steps))
-        print(json.dumps(rows[-1]), flush=True)
-    if args.output:
-        with open(args.output, "w") as f:
-            json.dump(rows, f, indent=2)
+    emit((measure(task, args.size, torch.device(args.device), args.steps) for task in args.task), args.output)
     return 0
 
 

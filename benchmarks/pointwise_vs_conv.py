@@ -10,7 +10,6 @@ CPU time per step (robust to other processes on a shared machine). One JSON line
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -19,6 +18,7 @@ import torch
 
 from doubledip.engine.pointwise import PointwiseConv2d
 from doubledip.engine.profiling import TASKS, make_step
+from json_rows import emit  # benchmarks/ (the script's folder is on sys.path)
 
 
 def _as_plain_conv(step_problem_nets) -> int:
@@ -71,13 +71,7 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("-o", "--output", default=None)
     args = p.parse_args(argv)
-    rows = []
-    for task in args.task:
-        rows.append(measure(task, args.size, args.steps))
-        print(json.dumps(rows[-1]), flush=True)
-    if args.output:
-        with open(args.output, "w") as f:
-            json.dump(rows, f, indent=2)
+    emit((measure(task, args.size, args.steps) for task in args.task), args.output)
     return 0
 
 
