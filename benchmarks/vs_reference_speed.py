@@ -4,7 +4,14 @@ fp32) on every task, at equal image size and thread count, on the CPU.
     python benchmarks/vs_reference_speed.py --reference /path/to/DoubleDIP \
         [--tasks separate,separate_pair,segment,dehaze,remove_watermark] [--sizes 256,512] \
         [--threads 1] [--rounds 2] [--warmup 20] [--blocks 3] [--block 10] [--json OUT]
-    python benchmarks/vs_reference_speed.py --from-json OUT [OUT ...]   # re-print the table
+    python benchmarks/vs_reference_speed.py --reference PATH --flops [--sizes ...] --json FLOPS
+    python benchmarks/vs_reference_speed.py --from-json OUT [OUT ...] [FLOPS]   # re-print the tables
+
+``--ours-tree DIR`` imports doubledip from DIR (e.g. ``git archive HEAD doubledip``, commit id in
+DIR/COMMIT) instead of the installed package, for a fixed commit while the tree is being edited.
+``--flops``: no timing; counts the GFLOP of one iteration of the timed stage on each side and
+measures the fp32 matmul rate (per wall second and per CPU second); given to ``--from-json`` with
+timed runs, it adds a table of achieved rates and the fp32 ceiling on the speed-up.
 
 The authors' code is imported from ``--reference`` through ``vs_reference.apply_shims()`` (CUDA
 aliases, removed functions restored, OpenCV's guided filter provided, plotting stubbed); none of
@@ -37,6 +44,9 @@ iteration for separate_pair and segment, every 8th for separate and dehaze) and 
 ``plot_during_training=False`` (no printing; for the watermark that also drops their PSNR print
 every 32 iterations). Ours through ``SolverConfig(callback=..., log_every=block)``: one stamp
 every ``block`` iterations of the timed stage. s/iter: median over the ``blocks`` blocks.
+
+Each run also records s/iter in process CPU time (``time.process_time``): on a shared machine the
+wall clock counts the time other processes held the core, CPU time does not.
 
 Memory: peak resident set size of the process (``ru_maxrss``) and the resident size just before
 optimising (authors: after their constructor built nets and inputs; ours: before the API call).
