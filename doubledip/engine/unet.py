@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from doubledip.engine.config import UNetConfig
-from doubledip.engine.pointwise import PointwiseConv2d
 from doubledip.engine.memory import fix_mmap_threshold, release_free_heap
+from doubledip.engine.pointwise import PointwiseConv2d
 
 
 def _act() -> nn.Module:

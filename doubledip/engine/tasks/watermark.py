@@ -91,10 +91,11 @@ class MultiWatermarkProblem(ImageProblem):
         (m,) = self.generate("mask", [self.inputs["mask"][a]])
         cleans = self.generate("cleans", [self.perturbed(self.inputs[n][a], sigma, stage, k, i)
                                           for i, n in enumerate(self.clean_names)])
-        loss = sum(blend_sum(m, w, c, self.targets[i][a], "l1") for i, c in enumerate(cleans))
+        targets = [t[a] for t in self.targets]  # each augmented copy made once per step
+        loss = sum(blend_sum(m, w, c, targets[i], "l1") for i, c in enumerate(cleans))
         quality = None
         if last or log:
-            quality = psnr(self.targets[0][a], m.detach() * w.detach() + (1 - m.detach()) * cleans[0].detach())
+            quality = psnr(targets[0], m.detach() * w.detach() + (1 - m.detach()) * cleans[0].detach())
         if last:
             self.outputs = {"watermark": self.crop(w.detach()), "mask": self.crop(m.detach()),
                             "cleans": [self.crop(c.detach()) for c in cleans]}
