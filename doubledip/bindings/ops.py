@@ -89,3 +89,36 @@ def perturb(z, sigma: float, seed: int):
     _core().perturb(z.data_ptr(), out.data_ptr(), z.numel(), float(sigma),
                     int(seed) & 0xFFFF_FFFF_FFFF_FFFF, torch.get_num_threads())
     return out
+
+
+
+def _addrs(ts) -> list[int]:
+    return [t.data_ptr() for t in ts]
+
+
+def adam_step(params, grads, exp_avgs, exp_avg_sqs, *, weight1: float, beta2: float, value2: float,
+              bias2_sqrt: float, eps: float, neg_step_size: float) -> None:
+    """One Adam step in place over lists of tensors, in one pass with an IEEE (correctly rounded)
+    square root (see ``doubledip.engine.adam`` and csrc/adam.cpp).
+
+    Each p, g, m, v must be a dense float32 CPU tensor, the four of one parameter sharing one layout
+    (shape and strides): the core sees each as ``numel`` floats from its first element. Scalars as
+    Python floats: weight1 = 1 - beta1, value2 = 1 - beta2, bias2_sqrt = sqrt(1 - beta2^t),
+    neg_step_size = -lr / (1 - beta1^t).
+    """
+    _core().adam_step(_addrs(params), _addrs(grads), _addrs(exp_avgs), _addrs(exp_avg_sqs),
+                      [t.numel() for t in params], weight1, beta2, value2, bias2_sqrt, eps,
+                      neg_step_size, torch.get_num_threads())
+
+
+def adam_step_split(params, grads, exp_avgs, exp_avg_sqs, sqrts, *, weight1: float, beta2: float,
+                    value2: float, bias2_sqrt: float, eps: float, neg_step_size: float) -> None:
+    """``adam_step`` with torch's own square root in the middle: moments in the core, then
+    ``torch.sqrt(v, out=s)`` for each ``s`` of ``sqrts`` (scratch tensors laid out as the parameters),
+    then the parameters in the core. Bit-equal to the ``torch._foreach_*`` path on every build."""
+    lib, threads, sizes = _core(), torch.get_num_threads(), [t.numel() for t in params]
+    m_addrs = _addrs(exp_avgs)
+    lib.adam_moments(_addrs(grads), m_addrs, _addrs(exp_avg_sqs), sizes, weight1, beta2, value2, threads)
+    for v, s in zip(exp_avg_sqs, sqrts):
+        torch.sqrt(v, out=s)
+    lib.adam_apply(_addrs(params), m_addrs, _addrs(sqrts), sizes, bias2_sqrt, eps, neg_step_size, threads)

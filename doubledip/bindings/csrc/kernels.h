@@ -38,4 +38,23 @@ void excl_grad(const float* a, const float* b, const float* k, const float* gup_
 // out = z + sigma * N(0, 1), Philox4x32-10 keyed by seed, counter = element index / 4.
 void perturb(const float* z, float* out, int64_t numel, float sigma, uint64_t seed, int threads);
 
+// One Adam step (no weight decay, IEEE sqrt) over `count` dense float32 tensors: tensor j is the `sizes[j]`
+// elements at params[j], grads[j], exp_avgs[j], exp_avg_sqs[j] (one layout for all four), updated
+// in place. The scalars in double, rounded to float inside as torch rounds Scalars:
+// weight1 = 1 - beta1, value2 = 1 - beta2, bias2_sqrt = sqrt(1 - beta2^t),
+// neg_step_size = -lr / (1 - beta1^t).
+void adam_step(float* const* params, const float* const* grads, float* const* exp_avgs,
+               float* const* exp_avg_sqs, const int64_t* sizes, int64_t count, double weight1,
+               double beta2, double value2, double bias2_sqrt, double eps, double neg_step_size,
+               int threads);
+
+// The same step in two passes around the caller's square root (see adam.cpp): adam_moments
+// updates exp_avgs and exp_avg_sqs; adam_apply updates params from sqrts[j] = sqrt(exp_avg_sqs[j]).
+void adam_moments(const float* const* grads, float* const* exp_avgs, float* const* exp_avg_sqs,
+                  const int64_t* sizes, int64_t count, double weight1, double beta2, double value2,
+                  int threads);
+void adam_apply(float* const* params, const float* const* exp_avgs, const float* const* sqrts,
+                const int64_t* sizes, int64_t count, double bias2_sqrt, double eps,
+                double neg_step_size, int threads);
+
 }  // namespace dd

@@ -2,6 +2,10 @@
 // shapes: the core has no torch headers. The Python side (doubledip/bindings/ops.py) checks dtype,
 // device and contiguity before calling; these functions trust their arguments.
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <stdexcept>
+#include <vector>
 
 #include "kernels.h"
 
@@ -14,10 +18,17 @@ T* ptr(uintptr_t address) {
     return reinterpret_cast<T*>(address);
 }
 
+template <typename T>
+std::vector<T*> ptrs(const std::vector<uintptr_t>& addresses) {
+    std::vector<T*> out(addresses.size());
+    for (size_t i = 0; i < addresses.size(); ++i) out[i] = ptr<T>(addresses[i]);
+    return out;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
-    m.doc() = "doubledip CPU core: fused blend loss, exclusion loss and perturbation (float32, NCHW)";
+    m.doc() = "doubledip CPU core: fused blend loss, exclusion loss, perturbation (float32, NCHW) and Adam";
     auto nogil = py::call_guard<py::gil_scoped_release>();
 
     m.def("blend_fwd",
@@ -62,4 +73,46 @@ PYBIND11_MODULE(_core, m) {
               dd::perturb(ptr<const float>(z), ptr<float>(out), numel, sigma, seed, threads);
           },
           nogil, "out = z + sigma * N(0, 1), Philox-keyed by seed.");
+    m.def("adam_step",
+          [](const std::vector<uintptr_t>& params, const std::vector<uintptr_t>& grads,
+             const std::vector<uintptr_t>& exp_avgs, const std::vector<uintptr_t>& exp_avg_sqs,
+             const std::vector<int64_t>& sizes, double weight1, double beta2, double value2,
+             double bias2_sqrt, double eps, double neg_step_size, int threads) {
+              const size_t n = sizes.size();
+              if (params.size() != n || grads.size() != n || exp_avgs.size() != n ||
+                  exp_avg_sqs.size() != n)
+                  throw std::invalid_argument("adam_step: address and size lists differ in length");
+              const auto p = ptrs<float>(params), m_ = ptrs<float>(exp_avgs), v = ptrs<float>(exp_avg_sqs);
+              const auto g = ptrs<const float>(grads);
+              dd::adam_step(p.data(), g.data(), m_.data(), v.data(), sizes.data(),
+                            static_cast<int64_t>(n), weight1, beta2, value2, bias2_sqrt, eps,
+                            neg_step_size, threads);
+          },
+          nogil, "One Adam step (IEEE sqrt) in place over float32 tensors given by address lists and sizes.");
+    m.def("adam_moments",
+          [](const std::vector<uintptr_t>& grads, const std::vector<uintptr_t>& exp_avgs,
+             const std::vector<uintptr_t>& exp_avg_sqs, const std::vector<int64_t>& sizes,
+             double weight1, double beta2, double value2, int threads) {
+              const size_t n = sizes.size();
+              if (grads.size() != n || exp_avgs.size() != n || exp_avg_sqs.size() != n)
+                  throw std::invalid_argument("adam_moments: address and size lists differ in length");
+              const auto g = ptrs<const float>(grads);
+              const auto m_ = ptrs<float>(exp_avgs), v = ptrs<float>(exp_avg_sqs);
+              dd::adam_moments(g.data(), m_.data(), v.data(), sizes.data(), static_cast<int64_t>(n),
+                               weight1, beta2, value2, threads);
+          },
+          nogil, "Adam's moment updates (exp_avg, exp_avg_sq) in place.");
+    m.def("adam_apply",
+          [](const std::vector<uintptr_t>& params, const std::vector<uintptr_t>& exp_avgs,
+             const std::vector<uintptr_t>& sqrts, const std::vector<int64_t>& sizes,
+             double bias2_sqrt, double eps, double neg_step_size, int threads) {
+              const size_t n = sizes.size();
+              if (params.size() != n || exp_avgs.size() != n || sqrts.size() != n)
+                  throw std::invalid_argument("adam_apply: address and size lists differ in length");
+              const auto p = ptrs<float>(params);
+              const auto m_ = ptrs<const float>(exp_avgs), s = ptrs<const float>(sqrts);
+              dd::adam_apply(p.data(), m_.data(), s.data(), sizes.data(), static_cast<int64_t>(n),
+                             bias2_sqrt, eps, neg_step_size, threads);
+          },
+          nogil, "Adam's parameter update in place, given sqrt(exp_avg_sq).");
 }
