@@ -122,3 +122,54 @@ def adam_step_split(params, grads, exp_avgs, exp_avg_sqs, sqrts, *, weight1: flo
     for v, s in zip(exp_avg_sqs, sqrts):
         torch.sqrt(v, out=s)
     lib.adam_apply(_addrs(params), m_addrs, _addrs(sqrts), sizes, bias2_sqrt, eps, neg_step_size, threads)
+
+
+def bn_act_fwd(x, weight, bias, running_mean, running_var, eps: float, momentum: float, slope):
+    """Training-mode BatchNorm, then LeakyReLU(slope) (None: none), of a channels-last
+    N x C x H x W x; updates the running statistics in place. Returns (y, mean, invstd), the
+    last two (C,) for the backward."""
+    n, c, h, w = x.shape
+    y = torch.empty_like(x, memory_format=torch.channels_last)
+    mean, invstd = torch.empty(c), torch.empty(c)
+    _core().bn_act_fwd(x.data_ptr(), weight.data_ptr(), bias.data_ptr(), y.data_ptr(), mean.data_ptr(),
+                       invstd.data_ptr(), _addr(running_mean), _addr(running_var), n * h * w, c, float(eps),
+                       float(momentum), slope is not None, 0.0 if slope is None else float(slope),
+                       torch.get_num_threads())
+    return y, mean, invstd
+
+
+def bn_act_bwd(grad, x, weight, bias, mean, invstd, slope):
+    """(dx, dweight, dbias) of ``bn_act_fwd``; grad and x channels-last."""
+    n, c, h, w = x.shape
+    dx = torch.empty_like(x, memory_format=torch.channels_last)
+    dweight, dbias = torch.empty(c), torch.empty(c)
+    _core().bn_act_bwd(grad.data_ptr(), x.data_ptr(), mean.data_ptr(), invstd.data_ptr(), weight.data_ptr(),
+                       bias.data_ptr(), dx.data_ptr(), dweight.data_ptr(), dbias.data_ptr(), n * h * w, c,
+                       slope is not None, 0.0 if slope is None else float(slope), torch.get_num_threads())
+    return dx, dweight, dbias
+
+
+def reflect_pad_fwd(x, pad: int):
+    """Reflection padding by ``pad`` on all sides of a channels-last N x C x H x W tensor."""
+    n, c, h, w = x.shape
+    y = torch.empty(n, c, h + 2 * pad, w + 2 * pad, memory_format=torch.channels_last)
+    _core().reflect_pad_fwd(x.data_ptr(), y.data_ptr(), n, h, w, c, pad, torch.get_num_threads())
+    return y
+
+
+def reflect_pad_bwd(grad, shape, pad: int):
+    """Gradient of ``reflect_pad_fwd`` for an input of ``shape``; grad channels-last."""
+    n, c, h, w = shape
+    dx = torch.empty(shape, memory_format=torch.channels_last)
+    _core().reflect_pad_bwd(grad.data_ptr(), dx.data_ptr(), n, h, w, c, pad, torch.get_num_threads())
+    return dx
+
+
+def upsample_bilinear_bwd(grad, shape):
+    """Gradient of bilinear upsampling (align_corners=True) to grad's size, for an input of
+    ``shape``; grad channels-last."""
+    n, c, h, w = shape
+    dx = torch.empty(shape, memory_format=torch.channels_last)
+    _core().upsample_bilinear_bwd(grad.data_ptr(), dx.data_ptr(), n, h, w, grad.shape[2], grad.shape[3], c,
+                                  torch.get_num_threads())
+    return dx

@@ -142,6 +142,7 @@ def _generator_modules(fitted: dict, names: list[str], explicit_bn: bool) -> dic
     """name -> (CPU float32 module mapping the fixed input to the cropped output, input tensor)."""
     import torch
 
+    from doubledip.engine.norm import BatchNormAct2d
     from doubledip.engine.unet import SkipUNet
 
     class BatchStatNorm2d(torch.nn.Module):
@@ -162,7 +163,9 @@ def _generator_modules(fitted: dict, names: list[str], explicit_bn: bool) -> dic
 
     def swap_bn(module):
         for child_name, child in module.named_children():
-            if isinstance(child, torch.nn.BatchNorm2d):
+            if isinstance(child, BatchNormAct2d) and child.slope is not None:  # its activation too
+                setattr(module, child_name, torch.nn.Sequential(BatchStatNorm2d(child), torch.nn.LeakyReLU(child.slope)))
+            elif isinstance(child, torch.nn.BatchNorm2d):
                 setattr(module, child_name, BatchStatNorm2d(child))
             else:
                 swap_bn(child)

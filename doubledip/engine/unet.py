@@ -15,14 +15,20 @@ from torch import nn
 
 from doubledip.engine.config import UNetConfig
 from doubledip.engine.memory import fix_mmap_threshold, release_free_heap
+from doubledip.engine.norm import BatchNormAct2d
+from doubledip.engine.padding import ReflectionPad2d
+from doubledip.engine.upsample import BilinearUpsample
 from doubledip.engine.pointwise import PointwiseConv2d
 
 
-def _act() -> nn.Module:
-    # In place: every activation follows a BatchNorm, whose backward needs its input, not its
-    # output; LeakyReLU's backward can use its own output (slope 0.2 > 0). Same numbers, one
-    # full-size tensor less per activation kept for the backward.
-    return nn.LeakyReLU(0.2, inplace=True)
+def _bn_act(c: int, copies: int) -> list[nn.Module]:
+    """BatchNorm + LeakyReLU(0.2) as one module (fused on the CPU, see ``engine.norm``), then an
+    empty slot where the activation module was: the Sequentials keep their indices, so the state
+    dict keys and the low-memory segments below stay those of the plain layout.
+
+    Unfused, the activation runs in place: BatchNorm's backward needs its input, not its output,
+    and LeakyReLU's can use its own output (slope 0.2 > 0); one full-size tensor less is kept."""
+    return [BatchNormAct2d(copies * c, slope=0.2), nn.Identity()]
 
 
 def _conv(c_in: int, c_out: int, kernel: int, stride: int = 1, copies: int = 1) -> nn.Sequential:
@@ -31,7 +37,7 @@ def _conv(c_in: int, c_out: int, kernel: int, stride: int = 1, copies: int = 1) 
     k * c_out ... (k + 1) * c_out - 1, so stacking K plain convs along dim 0 gives the grouped one."""
     layers: list[nn.Module] = []
     if kernel > 1:
-        layers.append(nn.ReflectionPad2d((kernel - 1) // 2))
+        layers.append(ReflectionPad2d((kernel - 1) // 2))
     if kernel == 1 and stride == 1:  # same init, parameters and function; one GEMM on channels-last
         layers.append(PointwiseConv2d(copies * c_in, copies * c_out, groups=copies))
     else:
@@ -40,8 +46,9 @@ def _conv(c_in: int, c_out: int, kernel: int, stride: int = 1, copies: int = 1) 
     return nn.Sequential(*layers)
 
 
-def _bn(c: int, copies: int) -> nn.BatchNorm2d:
-    return nn.BatchNorm2d(copies * c)
+def _bn(c: int, copies: int) -> BatchNormAct2d:
+    """BatchNorm without an activation (the merge block's first)."""
+    return BatchNormAct2d(copies * c, slope=None)
 
 
 def _centre_crop(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
@@ -51,10 +58,9 @@ def _centre_crop(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
 
 def _concat_per_copy(a: torch.Tensor, b: torch.Tensor, copies: int) -> torch.Tensor:
     """[a_k, b_k] for each copy k: N x K*Ca x H x W, N x K*Cb x H x W -> N x K*(Ca+Cb) x H x W."""
-    if copies == 1:
-        return torch.cat([a, b], dim=1)
-    n, _, h, w = a.shape
-    return torch.cat([a.reshape(n, copies, -1, h, w), b.reshape(n, copies, -1, h, w)], dim=2).reshape(n, -1, h, w)
+    # one cat of the per-copy channel slices: keeps the inputs' memory format (a 5-D reshape
+    # would turn channels-last into contiguous, and every layer after it with it)
+    return torch.cat([t for pair in zip(a.chunk(copies, 1), b.chunk(copies, 1)) for t in pair], dim=1)
 
 
 class _Recompute(torch.autograd.Function):
@@ -123,17 +129,17 @@ class _Level(nn.Module):
         self.copies = copies
         self.low_memory = False  # see SkipUNet.set_low_memory
         self.down = nn.Sequential(
-            _conv(c_in, d, k, 2, K), _bn(d, K), _act(),
-            _conv(d, d, k, 1, K), _bn(d, K), _act())
+            _conv(c_in, d, k, 2, K), *_bn_act(d, K),
+            _conv(d, d, k, 1, K), *_bn_act(d, K))
         self.deeper = _Level(d, cfg, i + 1, K) if i + 1 < cfg.depth else None
         deep_out = cfg.channels[i + 1] if self.deeper is not None else d
-        self.up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True)
-        self.skip = nn.Sequential(_conv(c_in, s, 1, 1, K), _bn(s, K), _act()) if s > 0 else None
+        self.up = BilinearUpsample(2)
+        self.skip = nn.Sequential(_conv(c_in, s, 1, 1, K), *_bn_act(s, K)) if s > 0 else None
         # The BN over the merged channels exists even without a skip branch.
         self.merge = nn.Sequential(
             _bn(s + deep_out, K),
-            _conv(s + deep_out, u, k, 1, K), _bn(u, K), _act(),
-            _conv(u, u, 1, 1, K), _bn(u, K), _act())
+            _conv(s + deep_out, u, k, 1, K), *_bn_act(u, K),
+            _conv(u, u, 1, 1, K), *_bn_act(u, K))
 
     def _merge_in(self, x: Optional[torch.Tensor], y: torch.Tensor) -> torch.Tensor:
         """Upsample the deep branch, add the skip branch: the merge block's input."""

@@ -12,6 +12,7 @@ handle (not float32, odd mask shapes, images too small for the pyramid) use the 
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import importlib.util
@@ -82,6 +83,38 @@ def _resolve(kind: str) -> str:
 # This is what torch.compiler.assume_constant_result does; calling that here would import
 # torch._dynamo, which imports triton, at `import doubledip.kernels` (tests guard both facts).
 _resolve._dynamo_marked_constant = True
+
+
+_cpp_layers = True
+
+
+@contextlib.contextmanager
+def plain_layers():
+    """Within: the generator layers with a C++ path run PyTorch's own ops (for A/B benchmarks;
+    the fused losses are not affected)."""
+    global _cpp_layers
+    previous, _cpp_layers = _cpp_layers, False
+    try:
+        yield
+    finally:
+        _cpp_layers = previous
+
+
+def cpp_layer_applies(x: torch.Tensor) -> bool:
+    """Whether a generator layer with a C++ path (``engine.norm``, ``.padding``, ``.upsample``) runs ``x`` on
+    the core: a 4-D channels-last float32 CPU tensor, outside tracing, export, ``torch.compile``
+    and CPU autocast, when the CPU backend resolves to ``cpp``. Those layers have no Triton path:
+    CUDA tensors and ``DOUBLEDIP_BACKEND=torch`` take PyTorch's own ops."""
+    if torch.compiler.is_compiling():  # first: nothing below is traced by dynamo
+        return False
+    if not (_cpp_layers and x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4
+            and x.is_contiguous(memory_format=torch.channels_last)):
+        return False
+    if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export():
+        return False
+    if torch.is_autocast_enabled("cpu"):
+        return False
+    return _resolve("cpu") == "cpp"
 
 
 def primitives(backend: str, group: str):

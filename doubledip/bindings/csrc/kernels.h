@@ -1,4 +1,5 @@
-// The fused CPU steps of doubledip (no torch headers: plain pointers, float32, contiguous NCHW).
+// The fused CPU steps of doubledip (no torch headers: plain pointers, float32, contiguous NCHW unless
+// said: the generator layers are channels-last).
 // Each function takes `threads`, the OpenMP team size (the caller passes torch's thread count).
 #pragma once
 
@@ -56,5 +57,30 @@ void adam_moments(const float* const* grads, float* const* exp_avgs, float* cons
 void adam_apply(float* const* params, const float* const* exp_avgs, const float* const* sqrts,
                 const int64_t* sizes, int64_t count, double bias2_sqrt, double eps,
                 double neg_step_size, int threads);
+
+// Training-mode BatchNorm of a channels-last rows x c matrix (rows = N*H*W), then LeakyReLU(slope)
+// when act; batch mean and invstd = 1/sqrt(biased var + eps) out (c each); the running statistics
+// (null: none) updated as torch does (momentum, unbiased variance).
+void bn_act_fwd(const float* x, const float* gamma, const float* beta, float* y, float* mean,
+                float* invstd, float* running_mean, float* running_var, int64_t rows, int64_t c,
+                float eps, float momentum, bool act, float slope, int threads);
+
+// Gradients of bn_act_fwd: dx (rows x c), dgamma, dbeta (c); the activation's sign is recomputed
+// from x, so its output is not needed.
+void bn_act_bwd(const float* g, const float* x, const float* mean, const float* invstd,
+                const float* gamma, const float* beta, float* dx, float* dgamma, float* dbeta,
+                int64_t rows, int64_t c, bool act, float slope, int threads);
+
+// Reflection padding by p (< h, w) on all sides: x n x h x w x c -> y n x (h+2p) x (w+2p) x c,
+// and its gradient (dy padded -> dx).
+void reflect_pad_fwd(const float* x, float* y, int64_t n, int64_t h, int64_t w, int64_t c, int64_t p,
+                     int threads);
+void reflect_pad_bwd(const float* dy, float* dx, int64_t n, int64_t h, int64_t w, int64_t c, int64_t p,
+                     int threads);
+
+// Gradient of bilinear upsampling with align_corners=True, channels-last: g n x oh x ow x c ->
+// dx n x ih x iw x c.
+void upsample_bilinear_bwd(const float* g, float* dx, int64_t n, int64_t ih, int64_t iw, int64_t oh,
+                           int64_t ow, int64_t c, int threads);
 
 }  // namespace dd

@@ -115,4 +115,38 @@ PYBIND11_MODULE(_core, m) {
                              bias2_sqrt, eps, neg_step_size, threads);
           },
           nogil, "Adam's parameter update in place, given sqrt(exp_avg_sq).");
+    m.def("bn_act_fwd",
+          [](uintptr_t x, uintptr_t gamma, uintptr_t beta, uintptr_t y, uintptr_t mean, uintptr_t invstd,
+             uintptr_t running_mean, uintptr_t running_var, int64_t rows, int64_t c, float eps,
+             float momentum, bool act, float slope, int threads) {
+              dd::bn_act_fwd(ptr<const float>(x), ptr<const float>(gamma), ptr<const float>(beta),
+                             ptr<float>(y), ptr<float>(mean), ptr<float>(invstd), ptr<float>(running_mean),
+                             ptr<float>(running_var), rows, c, eps, momentum, act, slope, threads);
+          },
+          nogil, "Training-mode BatchNorm (+ LeakyReLU) of channels-last rows x c (address 0: no running stats).");
+    m.def("bn_act_bwd",
+          [](uintptr_t g, uintptr_t x, uintptr_t mean, uintptr_t invstd, uintptr_t gamma, uintptr_t beta,
+             uintptr_t dx, uintptr_t dgamma, uintptr_t dbeta, int64_t rows, int64_t c, bool act, float slope,
+             int threads) {
+              dd::bn_act_bwd(ptr<const float>(g), ptr<const float>(x), ptr<const float>(mean),
+                             ptr<const float>(invstd), ptr<const float>(gamma), ptr<const float>(beta),
+                             ptr<float>(dx), ptr<float>(dgamma), ptr<float>(dbeta), rows, c, act, slope, threads);
+          },
+          nogil, "Gradients of bn_act_fwd.");
+    m.def("reflect_pad_fwd",
+          [](uintptr_t x, uintptr_t y, int64_t n, int64_t h, int64_t w, int64_t c, int64_t p, int threads) {
+              dd::reflect_pad_fwd(ptr<const float>(x), ptr<float>(y), n, h, w, c, p, threads);
+          },
+          nogil, "Reflection padding of channels-last n x h x w x c by p.");
+    m.def("reflect_pad_bwd",
+          [](uintptr_t dy, uintptr_t dx, int64_t n, int64_t h, int64_t w, int64_t c, int64_t p, int threads) {
+              dd::reflect_pad_bwd(ptr<const float>(dy), ptr<float>(dx), n, h, w, c, p, threads);
+          },
+          nogil, "Gradient of reflect_pad_fwd.");
+    m.def("upsample_bilinear_bwd",
+          [](uintptr_t g, uintptr_t dx, int64_t n, int64_t ih, int64_t iw, int64_t oh, int64_t ow, int64_t c,
+             int threads) {
+              dd::upsample_bilinear_bwd(ptr<const float>(g), ptr<float>(dx), n, ih, iw, oh, ow, c, threads);
+          },
+          nogil, "Gradient of bilinear upsampling (align_corners=True), channels-last.");
 }
