@@ -14,6 +14,7 @@ import time
 import torch
 
 from doubledip.engine.adam import Adam
+from doubledip.engine.solver import ADAM_SQRT
 from doubledip.engine.config import SolverConfig
 
 TASKS = ("separate", "separate_pair", "segment", "dehaze", "remove_watermark")
@@ -58,7 +59,7 @@ def make_step(task: str, size: int, batch: int, device: torch.device, channels_l
     for net in problem.nets.values():
         if hasattr(net, "set_memory_format"):
             net.set_memory_format(fmt)
-    optimizer = Adam([p for p in problem.nets.parameters() if p.requires_grad], lr=1e-3)
+    optimizer = Adam([p for p in problem.nets.parameters() if p.requires_grad], lr=1e-3, sqrt=ADAM_SQRT)
     k = [10]
 
     compiled = None

@@ -17,6 +17,9 @@ from torch import nn
 from doubledip.engine.adam import Adam
 from doubledip.engine.config import SolverConfig
 
+# Adam's square root: "ieee", the single-pass fused CPU step (engine.adam)
+ADAM_SQRT = "ieee"
+
 MASK64 = (1 << 64) - 1
 
 
@@ -219,7 +222,9 @@ def _optimise(problem: Problem, config: SolverConfig, lr: float, reporter: Progr
     compiled = getattr(problem, "compiled", None)
     done_before = first_iteration
     for stage, T in enumerate(problem.stage_iterations):
-        optimizer = Adam(params, lr=lr)
+        # the fused CPU step in one pass: torch.optim.Adam's update but for the square roots'
+        # last-ulp rounding (MKL's sqrt is not correctly rounded; see engine.adam)
+        optimizer = Adam(params, lr=lr, sqrt=ADAM_SQRT)
         since_log = 0
         for k in range(T):
             last = k == T - 1
