@@ -14,6 +14,16 @@ from doubledip.engine.norm import BatchNormAct2d
 from doubledip.engine.unet import SkipUNet
 
 CL = torch.channels_last
+
+
+@pytest.fixture(autouse=True)
+def _fuse_every_size(monkeypatch):
+    """The tests' small tensors take the fused BatchNorm too (production fuses from 32K elements)."""
+    import doubledip.engine.norm as norm
+
+    monkeypatch.setattr(norm, "MIN_FUSED_NUMEL", 1)
+
+
 needs_core = pytest.mark.skipif(not bindings.is_available(), reason="the C++ CPU core is not built")
 
 
@@ -167,6 +177,16 @@ def test_state_dict_layout_is_that_of_the_plain_modules():
     assert "body.down.0.1.weight" in keys and "body.merge.4.0.weight" in keys
     assert isinstance(net.body.down[2], torch.nn.Identity)
     assert net.body.merge[0].slope is None and net.body.merge[2].slope == 0.2
+
+
+@needs_core
+def test_small_tensors_take_the_plain_batch_norm(monkeypatch):
+    import doubledip.engine.norm as norm
+
+    monkeypatch.setattr(norm, "MIN_FUSED_NUMEL", 1 << 15)
+    bn = BatchNormAct2d(32)
+    assert not bn._fusable(torch.randn(1, 32, 16, 16).contiguous(memory_format=CL))
+    assert bn._fusable(torch.randn(1, 32, 32, 32).contiguous(memory_format=CL))
 
 
 def test_bad_slope_is_rejected():
