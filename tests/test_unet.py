@@ -3,6 +3,8 @@ import pytest
 import torch
 
 import doubledip as dd
+from doubledip.engine.pointwise import PointwiseConv2d
+from doubledip.engine.unet import SkipUNet
 from doubledip.engine import config as cfgs
 
 TABLE = [  # (config, parameter count) as published
@@ -107,7 +109,7 @@ def test_in_place_activations_compute_the_same_function():
         outs.append((y.detach(), [p.grad for p in n.parameters()]))
     assert torch.equal(outs[0][0], outs[1][0])
     for a, b in zip(outs[0][1], outs[1][1]):
-        assert torch.equal(a, b)
+        assert (a is None and b is None) or torch.equal(a, b)
 
 
 @pytest.mark.parametrize("cfg,copies,fmt", [
@@ -138,7 +140,7 @@ def test_low_memory_recomputation_is_the_same_function(cfg, copies, fmt):
         torch.testing.assert_close(low[0], outs[0][0], atol=1e-14, rtol=0)
         torch.testing.assert_close(low[1], outs[0][1], atol=1e-14, rtol=1e-10)
         for a, b in zip(outs[0][2], low[2]):
-            assert b is not None
+            assert (a is None) == (b is None)  # None: the unused conv biases (see unet._conv)
             torch.testing.assert_close(b, a, atol=1e-14, rtol=1e-10)
         for a, b in zip(outs[0][3], low[3]):
             assert torch.equal(a, b)  # running statistics: one update per forward, not two
@@ -161,7 +163,7 @@ def test_low_memory_recomputation_under_bf16_autocast():
     assert outs[0][0].dtype == torch.bfloat16
     assert torch.equal(outs[1][0], outs[0][0])
     for a, b in zip(outs[0][1], outs[1][1]):
-        assert torch.equal(a, b)
+        assert (a is None and b is None) or torch.equal(a, b)
 
 
 def test_low_memory_backward_imports_neither_dynamo_nor_sympy():
@@ -176,3 +178,48 @@ def test_low_memory_backward_imports_neither_dynamo_nor_sympy():
             "print(sorted(m for m in ('torch._dynamo', 'sympy') if m in sys.modules))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_conv_biases_before_batch_norm_change_nothing():
+    """The biases of the convs that feed a BatchNorm are kept but not added: every output and
+    gradient equals (float64) that of the same net with them added, whatever their values, and
+    the net keeps the published parameter count."""
+    import copy
+
+    from doubledip.engine import unet
+
+    torch.manual_seed(0)
+    cfg = dd.UNetConfig(2, 3, (8, 16, 32), (0, 4, 4), 3)
+    net = SkipUNet(cfg, copies=2).double()
+    with_bias = copy.deepcopy(net)
+    skipped = 0
+    for m in with_bias.modules():
+        if isinstance(m, unet._ConvBeforeNorm):
+            m.forward = torch.nn.Conv2d.forward.__get__(m)  # the bias added
+            skipped += 1
+        elif isinstance(m, PointwiseConv2d) and not m.apply_bias:
+            m.apply_bias = True
+            skipped += 1
+    assert skipped > 0
+    with torch.no_grad():  # biases far from their init: they still change nothing
+        for n in (net, with_bias):
+            for name, p in n.named_parameters():
+                if name.endswith("bias"):
+                    p.copy_(torch.linspace(-3, 3, p.numel(), dtype=p.dtype))
+    z = torch.rand(1, 4, 32, 40, dtype=torch.float64) / 100
+    outs = []
+    for n in (net, with_bias):
+        y = n(z)
+        (y ** 2).mean().backward()
+        outs.append((y.detach(), dict(n.named_parameters())))
+    torch.testing.assert_close(outs[0][0], outs[1][0], atol=1e-12, rtol=1e-9)
+    unused = 0
+    for name, p in outs[0][1].items():
+        q = outs[1][1][name]
+        if p.grad is None:  # an unused bias: its gradient with the bias added is rounding noise
+            unused += 1
+            assert name.endswith("bias") and q.grad.abs().max() < 1e-12
+        else:
+            torch.testing.assert_close(p.grad, q.grad, atol=1e-12, rtol=1e-8, msg=name)
+    assert unused == skipped
+    assert outs[0][1]["head.bias"].grad is not None  # the head's bias (before the sigmoid) is used

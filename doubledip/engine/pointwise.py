@@ -41,16 +41,20 @@ class PointwiseConv2d(nn.Conv2d):
     """``nn.Conv2d`` with a 1x1 kernel (same parameters, same state dict) that runs channels-last
     inputs as one matrix product. Input N x Cin x H x W -> N x Cout x H x W, channels-last."""
 
-    def __init__(self, in_channels: int, out_channels: int, groups: int = 1, bias: bool = True):
+    def __init__(self, in_channels: int, out_channels: int, groups: int = 1, bias: bool = True,
+                 apply_bias: bool = True):
         super().__init__(in_channels, out_channels, 1, bias=bias, groups=groups)
+        # False: the bias parameter exists but is not added (a BatchNorm follows; see unet._conv)
+        self.apply_bias = apply_bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k = self.groups
+        bias = self.bias if self.apply_bias else None
         if (not _gemm_enabled or k > MAX_DENSE_GROUPS or x.dim() != 4 or x.device.type != "cpu"
                 or not x.is_contiguous(memory_format=torch.channels_last)):
-            return super().forward(x)
+            return self._conv_forward(x, self.weight, bias)
         w = self.weight.view(self.out_channels, self.in_channels // k)
         if k > 1:
             w = torch.block_diag(*w.chunk(k, 0))
         # permute: the channels-last tensor as N x H x W x C (a view, no copy); back the same way
-        return F.linear(x.permute(0, 2, 3, 1), w, self.bias).permute(0, 3, 1, 2)
+        return F.linear(x.permute(0, 2, 3, 1), w, bias).permute(0, 3, 1, 2)

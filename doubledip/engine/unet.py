@@ -31,18 +31,33 @@ def _bn_act(c: int, copies: int) -> list[nn.Module]:
     return [BatchNormAct2d(copies * c, slope=0.2), nn.Identity()]
 
 
+class _ConvBeforeNorm(nn.Conv2d):
+    """``nn.Conv2d`` whose bias parameter is kept but not added (see ``_conv``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._conv_forward(x, self.weight, None)
+
+
 def _conv(c_in: int, c_out: int, kernel: int, stride: int = 1, copies: int = 1) -> nn.Sequential:
-    """Conv with bias (per copy: c_in -> c_out); kernels > 1 are preceded by reflection padding of
+    """Conv (per copy: c_in -> c_out); kernels > 1 are preceded by reflection padding of
     (k - 1) // 2. The weight has shape (copies * c_out, c_in, k, k): copy k's weights are rows
-    k * c_out ... (k + 1) * c_out - 1, so stacking K plain convs along dim 0 gives the grouped one."""
+    k * c_out ... (k + 1) * c_out - 1, so stacking K plain convs along dim 0 gives the grouped one.
+
+    Every such conv feeds a BatchNorm with batch statistics, which subtracts each channel's mean:
+    a per-channel constant added before it cancels exactly, so the conv's bias has no effect on
+    any output (and a zero gradient, of which PyTorch computes rounding noise that Adam then
+    turns into a random walk of the unused bias). The bias parameter is kept (the published
+    parameter counts, state dicts) but not added: no bias pass forward, no bias reduction
+    backward, and the bias keeps its initial value (its gradient is None). The same function;
+    outputs differ by rounding only (tests/test_unet.py)."""
     layers: list[nn.Module] = []
     if kernel > 1:
         layers.append(ReflectionPad2d((kernel - 1) // 2))
     if kernel == 1 and stride == 1:  # same init, parameters and function; one GEMM on channels-last
-        layers.append(PointwiseConv2d(copies * c_in, copies * c_out, groups=copies))
+        layers.append(PointwiseConv2d(copies * c_in, copies * c_out, groups=copies, apply_bias=False))
     else:
-        layers.append(nn.Conv2d(copies * c_in, copies * c_out, kernel, stride=stride, padding=0, bias=True,
-                                groups=copies))
+        layers.append(_ConvBeforeNorm(copies * c_in, copies * c_out, kernel, stride=stride, padding=0, bias=True,
+                                      groups=copies))
     return nn.Sequential(*layers)
 
 
