@@ -54,6 +54,8 @@ def make_step(task: str, size: int, batch: int, device: torch.device, channels_l
     ``step()`` pays the compile).
     """
     problem, stage, default_iterations = _problem(task, size, batch, device)
+    for s in range(stage + 1):  # the nets as the solver has them in that stage
+        problem.begin_stage(s)
     problem.autocast_dtype = autocast_dtype
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     for net in problem.nets.values():

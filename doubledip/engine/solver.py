@@ -109,6 +109,11 @@ class Problem:
     def end_stage(self, stage: int) -> None:
         """Called after the last iteration of each stage."""
 
+    def begin_stage(self, stage: int) -> bool:
+        """Called before the first iteration of each stage; True when it changed ``nets`` (the
+        loop then applies the run's settings to the new nets and optimises their parameters)."""
+        return False
+
     def lr_scale(self, stage: int, k: int) -> float:
         """The learning rate of iteration ``k`` of ``stage``, as a factor of the run's lr (a Python
         float: no device read). 1.0, a constant lr, unless a task's mode schedules it."""
@@ -198,15 +203,7 @@ def run_problem(problem: Problem, config: SolverConfig, lr: float, reporter: Pro
     if config.mode == "fast" and hasattr(problem, "autocast_dtype"):
         problem.autocast_dtype = torch.bfloat16
     stopper = PlateauStop() if config.stops_early and problem.tracks_best else None
-    fmt = torch.channels_last if config.channels_last else torch.contiguous_format
-    for net in problem.nets.values():
-        if hasattr(net, "set_memory_format"):
-            net.set_memory_format(fmt)
-            net.set_low_memory(config.low_memory)
-    if config.compile and hasattr(problem, "compiled"):
-        from doubledip.engine.compiled import CompiledGenerators  # imports torch._dynamo: only here
-
-        problem.compiled = CompiledGenerators(problem.nets, next(problem.nets.parameters()).device)
+    _prepare_nets(problem, config)
     previous_threads = torch.get_num_threads()
     if config.threads is not None:
         torch.set_num_threads(config.threads)
@@ -216,12 +213,28 @@ def run_problem(problem: Problem, config: SolverConfig, lr: float, reporter: Pro
         torch.set_num_threads(previous_threads)
 
 
+def _prepare_nets(problem: Problem, config: SolverConfig) -> None:
+    """The run's settings on every net: memory format, low memory, compiled groups."""
+    fmt = torch.channels_last if config.channels_last else torch.contiguous_format
+    for net in problem.nets.values():
+        if hasattr(net, "set_memory_format"):
+            net.set_memory_format(fmt)
+            net.set_low_memory(config.low_memory)
+    if config.compile and hasattr(problem, "compiled"):
+        from doubledip.engine.compiled import CompiledGenerators  # imports torch._dynamo: only here
+
+        problem.compiled = CompiledGenerators(problem.nets, next(problem.nets.parameters()).device)
+
+
 def _optimise(problem: Problem, config: SolverConfig, lr: float, reporter: ProgressReporter,
               extra: Optional[dict], first_iteration: int, stopper: Optional["PlateauStop"]) -> None:
     params = [p for p in problem.nets.parameters() if p.requires_grad]
-    compiled = getattr(problem, "compiled", None)
     done_before = first_iteration
     for stage, T in enumerate(problem.stage_iterations):
+        if problem.begin_stage(stage):
+            _prepare_nets(problem, config)
+            params = [p for p in problem.nets.parameters() if p.requires_grad]
+        compiled = getattr(problem, "compiled", None)
         # the fused CPU step in one pass: torch.optim.Adam's update but for the square roots'
         # last-ulp rounding (MKL's sqrt is not correctly rounded; see engine.adam)
         optimizer = Adam(params, lr=lr, sqrt=ADAM_SQRT)

@@ -63,6 +63,21 @@ class ImageProblem(Problem):
             g: SkipUNet.stack([per_image[b][name] for b in range(self.batch) for name in names])
             for g, (_, names) in groups.items()}).to(self.device)
 
+    def merge_groups(self, first: str, second: str, into: str) -> None:
+        """From now on run two groups of one config as one (per image: the members of ``first``,
+        then those of ``second``): one launch per layer instead of two. The same function: each
+        copy keeps its weights and buffers, BatchNorm statistics are per channel. Meant for a
+        stage boundary, where the solver starts a fresh Adam (a stacked tensor has one step
+        count, so the members must share it)."""
+        plain = {g: self.nets[g].unbind() for g in (first, second)}
+        counts = {g: len(self.members[g]) for g in (first, second)}
+        order = [net for b in range(self.batch) for g in (first, second)
+                 for net in plain[g][b * counts[g]:(b + 1) * counts[g]]]
+        self.members[into] = self.members.pop(first) + self.members.pop(second)
+        del self.nets[first], self.nets[second]
+        self.nets[into] = SkipUNet.stack(order)
+        self._unbound = None
+
     def generate(self, group: str, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
         """Run a group: one B x Cin x H x W input per member -> one B x Cout x H x W output per member."""
         net = self.nets[group] if self.compiled is None else self.compiled[group]

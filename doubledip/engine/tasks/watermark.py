@@ -17,6 +17,7 @@ from doubledip.engine.tasks.common import ImageProblem, hwc, item_history, resol
 DEFAULT_LR = 1e-3
 DEFAULT_REPEATS = 3
 HINT_ITERATIONS = (4000, 7000)
+JOINT = "clean_watermark"  # stage 2's group of both nets (begin_stage)
 MULTI_ITERATIONS = (4000,)
 CLEAN = UNetConfig(2, 3, LAYER5.channels, LAYER5.skip_channels, 5)
 MULTI_WATERMARK_NET = UNetConfig(2, 3, MULTI_WATERMARK.channels, MULTI_WATERMARK.skip_channels, 3)
@@ -42,22 +43,34 @@ class HintedWatermarkProblem(ImageProblem):
         self.image, self.hint = image, hint
         self.targets = Augmentations(self.pad(image))
         self.hints = Augmentations(self.pad(hint))
-        # clean and watermark share an architecture but run apart: stage 1 fits the clean net alone
+        # clean and watermark share an architecture: stage 1 fits the clean net alone, stage 2
+        # runs both as one group (begin_stage)
         self.build({"clean": (CLEAN, ["clean"]), "watermark": (CLEAN, ["watermark"]),
                     "mask": (WATERMARK_MASK, ["mask"])})
         self.inputs = {name: self.noise_augmented(2) for name in ("clean", "watermark", "mask")}
         self.stage_iterations = iterations
         self.outputs = None
 
+    def begin_stage(self, stage: int) -> bool:
+        # stage 2 runs the clean and the watermark nets every step: one group from here on
+        if stage == 1 and "clean" in self.nets:
+            self.merge_groups("clean", "watermark", JOINT)
+            return True
+        return False
+
     def step(self, stage: int, k: int, last: bool, log: bool = False) -> Step:
         a = augmentation_index(k, last)
         sigma = ramp_sigma(k, last, 300 if stage == 0 else 700)
         target, h = self.targets[a], self.hints[a]
-        (clean,) = self.generate("clean", [self.perturbed(self.inputs["clean"][a], sigma, stage, k, 0)])
+        clean_in = self.perturbed(self.inputs["clean"][a], sigma, stage, k, 0)
+        if stage == 0:
+            (clean,) = self.generate("clean", [clean_in])
+        else:
+            watermark_in = self.perturbed(self.inputs["watermark"][a], sigma, stage, k, 1)
+            clean, w = self.generate(JOINT, [clean_in, watermark_in])
         loss = masked_l1(clean, target, 1 - h)
         quality = None
         if stage == 1:
-            (w,) = self.generate("watermark", [self.perturbed(self.inputs["watermark"][a], sigma, stage, k, 1)])
             (m,) = self.generate("mask", [self.inputs["mask"][a]])  # the mask input is never perturbed
             # 0.5 * L1(h*m*w + (1-m)*clean, I): the blend with a = h*w
             loss = loss + 0.5 * blend_sum(m, h * w, clean, target, "l1")
