@@ -14,7 +14,7 @@ Everything else (other dtypes or layouts, CUDA, autocast, ``torch.compile``, tra
 The fused op keeps the module's running statistics up to date as ``F.batch_norm`` does (the
 method never uses them; state dicts stay comparable). It sums in double over float partial sums,
 so it agrees with a float64 reference at least as closely as PyTorch's float32 op does
-(tests/test_norm.py).
+(tests/test_cpu_layers.py).
 """
 from __future__ import annotations
 

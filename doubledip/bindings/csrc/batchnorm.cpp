@@ -21,7 +21,12 @@
 #include <cmath>
 #include <vector>
 
+#ifdef _OPENMP
 #include <omp.h>
+#else  // built without OpenMP: one thread
+static inline int omp_get_thread_num() { return 0; }
+static inline int omp_get_num_threads() { return 1; }
+#endif
 
 #include "kernels.h"
 
@@ -29,7 +34,7 @@ namespace dd {
 namespace {
 
 constexpr int64_t kSpan = 128;  // floats per vector loop, at least
-constexpr int64_t kBlock = 16;  // spans per float partial sum (>= kSpan * kBlock / c rows)
+constexpr int64_t kBlock = 16;  // spans summed in float (each position: kBlock terms) before double
 
 struct Layout {
     int64_t c, reps, width, spans, tail_rows;  // width = reps * c; rows = spans * reps + tail_rows
