@@ -29,7 +29,7 @@ def _common(p: argparse.ArgumentParser, default_out: str | None = None) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--mode", default="reference", choices=("reference", "fast"),
-                   help="reference: the published method; fast: bf16 nets, early stopping (see README)")
+                   help="reference: the published method; fast: the faster method (bf16 nets on GPUs, early stopping; see README)")
     p.add_argument("--log-every", type=int, default=25, help="progress/history every K iterations")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     p.add_argument("--compile", action="store_true",
@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--steps", type=int, default=10, help="timed steps (after 3 warm-up steps)")
     p.add_argument("--mode", default="reference", choices=("reference", "fast"),
-                   help="fast: bf16 generators (the per-step part of fast mode)")
+                   help="fast: the per-step part of fast mode (bf16 generators on GPUs; float32 on CPUs)")
     p.add_argument("--compile", action="store_true",
                    help="compiled generators (SolverConfig(compile=True)); the compile is timed apart")
     p.add_argument("-o", "--output", default=None, metavar="OUTDIR", help="also write OUTDIR/bench.json")

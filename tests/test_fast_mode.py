@@ -56,6 +56,24 @@ def test_fast_mode_uses_bf16_generators_and_float32_losses():
     assert out.loss.dtype == torch.float32 and torch.isfinite(out.loss)
 
 
+def test_fast_mode_runs_bf16_generators_on_cuda_only(monkeypatch):
+    """On the CPU fast mode keeps float32 generators (bf16 was measured slower there)."""
+    from doubledip.engine import solver
+
+    assert solver.fast_autocast_dtype(torch.device("cuda")) == torch.bfloat16
+    assert solver.fast_autocast_dtype(torch.device("cpu")) is None
+    seen = []
+    original = separation.SeparationProblem.step
+
+    def spy(self, *args, **kwargs):
+        seen.append(self.autocast_dtype)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(separation.SeparationProblem, "step", spy)
+    dd.separate(_image(), dd.SolverConfig(iterations=2, mode="fast", device="cpu"))
+    assert seen and all(d is None for d in seen)
+
+
 def test_fast_pair_learns_two_scalars_instead_of_two_unets():
     img = load_image(_image())
     ref = pair.PairProblem(img, img.flip(-1), (4,), [0])

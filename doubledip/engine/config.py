@@ -94,7 +94,7 @@ class SolverConfig:
     device: "auto" (CUDA when present), "cpu", "cuda" or "cuda:N".
     seed: every random draw of a run derives from it; equal seeds repeat exactly on CPU.
     mode: "reference" (the published method, number for number) or "fast" (a faster method held to
-        the same quality by the quality suite: bf16 generators, a scalar per mixing weight in
+        the same quality by the quality suite: bf16 generators on GPUs, a scalar per mixing weight in
         two-image separation, early stopping; see the README).
     progress: show a progress bar; callback: called with a dict every ``log_every`` iterations.
     log_every: how often losses and PSNR are read from the device (history, callback, progress).

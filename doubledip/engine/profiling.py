@@ -14,7 +14,7 @@ import time
 import torch
 
 from doubledip.engine.adam import Adam
-from doubledip.engine.solver import ADAM_SQRT
+from doubledip.engine.solver import ADAM_SQRT, fast_autocast_dtype
 from doubledip.engine.config import SolverConfig
 
 TASKS = ("separate", "separate_pair", "segment", "dehaze", "remove_watermark")
@@ -118,7 +118,7 @@ def bench(task: str, size: int = 256, device: str = "auto", batch: int = 1, step
     if mode not in ("reference", "fast"):
         raise ValueError(f"mode must be 'reference' or 'fast', got {mode!r}")
     step, flop_step, default_iterations = make_step(
-        task, size, batch, dev, channels_last, torch.bfloat16 if mode == "fast" else None, compile)
+        task, size, batch, dev, channels_last, fast_autocast_dtype(dev) if mode == "fast" else None, compile)
     from torch.utils.flop_counter import FlopCounterMode
 
     # FLOPs: the forward's convolutions counted, times 3 (each backward conv costs twice its

@@ -45,7 +45,7 @@ class ImageProblem(Problem):
         hs, ws = zip(*(cfg.padded_size(*size) for cfg in net_configs))
         self.padded = (max(hs), max(ws))
         self.generators = [torch.Generator().manual_seed(derive_seed(s, 1)) for s in self.seeds]
-        self.autocast_dtype = None  # set by the solver: bf16 generators in fast mode
+        self.autocast_dtype = None  # set by the solver: bf16 generators in fast mode on CUDA
         self.compiled = None  # set by the solver when config.compile: CompiledGenerators (group -> callable)
 
     def build(self, groups: dict[str, tuple[UNetConfig, list[str]]]) -> None:
