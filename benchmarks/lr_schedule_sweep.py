@@ -52,6 +52,7 @@ def main(argv=None) -> int:
 
     from doubledip.engine.adam import Adam
     from doubledip.engine.io import load_image
+    from doubledip.engine.solver import ADAM_SQRT, fast_autocast_dtype
     from doubledip.engine.tasks.separation import FAST_LR, SeparationProblem
     from doubledip.evaluation.metrics import layer_scores
 
@@ -73,12 +74,12 @@ def main(argv=None) -> int:
     truths = [a / 2, b / 2]
     T = args.iterations
     problem = SeparationProblem(load_image((a + b) / 2), (T,), [args.seed])
-    problem.autocast_dtype = torch.bfloat16
+    problem.autocast_dtype = fast_autocast_dtype(torch.device("cpu"))  # as fast mode runs on the CPU
     for net in problem.nets.values():
         net.set_memory_format(torch.channels_last)
         net.set_low_memory(False)
     params = [p for p in problem.nets.parameters() if p.requires_grad]
-    state = (problem, Adam(params, lr=args.lr))
+    state = (problem, Adam(params, lr=args.lr, sqrt=ADAM_SQRT))
 
     def run(state, schedule, start, stop, label, curve):
         problem, opt = state
