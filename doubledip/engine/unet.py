@@ -5,6 +5,11 @@ module: every convolution is grouped (``groups=K``), every BatchNorm spans the K
 channels (its statistics are per channel, so per copy), and the skip concatenation interleaves
 per copy. Input ``N x (K * Cin) x H x W``, output ``N x (K * Cout) x H x W``, copy ``k`` in the
 channel block ``k``. One launch per layer serves all copies; ``K = 1`` is the plain generator.
+
+The layers are PyTorch's, except where a same-function version is faster: BatchNorm with its
+LeakyReLU, reflection padding and the upsampling's backward run on the C++ core for
+channels-last float32 CPU data (``engine.norm``, ``.padding``, ``.upsample``); 1x1 convolutions
+as one GEMM (``engine.pointwise``); the biases before a BatchNorm are not added (``_conv``).
 """
 from __future__ import annotations
 
@@ -17,8 +22,8 @@ from doubledip.engine.config import UNetConfig
 from doubledip.engine.memory import fix_mmap_threshold, release_free_heap
 from doubledip.engine.norm import BatchNormAct2d
 from doubledip.engine.padding import ReflectionPad2d
-from doubledip.engine.upsample import BilinearUpsample
 from doubledip.engine.pointwise import PointwiseConv2d
+from doubledip.engine.upsample import BilinearUpsample
 
 
 def _bn_act(c: int, copies: int) -> list[nn.Module]:
