@@ -15,12 +15,9 @@ namespace {
 
 inline int64_t reflect(int64_t i, int64_t m) { return i < 0 ? -i : (i >= m ? 2 * (m - 1) - i : i); }
 
-// Adds the padded-width row dyr (wp x c) into the unpadded row dxr (w x c): interior and borders.
-inline void add_row(const float* __restrict dyr, float* __restrict dxr, int64_t w, int64_t c, int64_t p) {
-    const int64_t run = w * c;
-    const float* __restrict src = dyr + p * c;
-#pragma omp simd
-    for (int64_t e = 0; e < run; ++e) dxr[e] += src[e];
+// Adds the 2p border pixels of the padded-width row dyr (wp x c) into the unpadded row dxr
+// (w x c), each onto the column it reflects.
+inline void add_borders(const float* __restrict dyr, float* __restrict dxr, int64_t w, int64_t c, int64_t p) {
     for (int64_t ow = 0; ow < p; ++ow) {  // left border: reads x column p - ow
         const float* __restrict s = dyr + ow * c;
         float* __restrict d = dxr + (p - ow) * c;
@@ -33,6 +30,15 @@ inline void add_row(const float* __restrict dyr, float* __restrict dxr, int64_t 
 #pragma omp simd
         for (int64_t j = 0; j < c; ++j) d[j] += s[j];
     }
+}
+
+// Adds the padded-width row dyr into the unpadded row dxr: interior, then borders.
+inline void add_row(const float* __restrict dyr, float* __restrict dxr, int64_t w, int64_t c, int64_t p) {
+    const int64_t run = w * c;
+    const float* __restrict src = dyr + p * c;
+#pragma omp simd
+    for (int64_t e = 0; e < run; ++e) dxr[e] += src[e];
+    add_borders(dyr, dxr, w, c, p);
 }
 
 }  // namespace
@@ -63,16 +69,7 @@ void reflect_pad_bwd(const float* dy, float* dx, int64_t n, int64_t h, int64_t w
         const float* dyr = dy + (b * hp + ih + p) * wp * c;
         float* dxr = dx + row * w * c;
         std::memcpy(dxr, dyr + p * c, sizeof(float) * static_cast<size_t>(w * c));
-        for (int64_t ow = 0; ow < p; ++ow) {
-            const float* __restrict s = dyr + ow * c;
-            float* __restrict d = dxr + (p - ow) * c;
-            for (int64_t j = 0; j < c; ++j) d[j] += s[j];
-        }
-        for (int64_t ow = w + p; ow < wp; ++ow) {
-            const float* __restrict s = dyr + ow * c;
-            float* __restrict d = dxr + reflect(ow - p, w) * c;
-            for (int64_t j = 0; j < c; ++j) d[j] += s[j];
-        }
+        add_borders(dyr, dxr, w, c, p);
     }
     // Border rows, added to the rows they reflect (top then bottom, per image: 2p rows).
 #pragma omp parallel for num_threads(threads) schedule(static)
