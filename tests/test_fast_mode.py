@@ -131,3 +131,48 @@ def test_dcp_transmission_of_a_hazed_constant_image():
     hazy = 0.7 * J + 0.3 * A.view(1, 3, 1, 1)
     t = dcp_transmission(hazy, A, omega=1.0)
     torch.testing.assert_close(t, torch.full_like(t, 0.7), atol=1e-4, rtol=0)
+
+
+def test_output_average_is_an_exponential_moving_average():
+    from doubledip.engine.solver import OutputAverage
+
+    avg = OutputAverage(0.75)
+    frames = [torch.full((2, 3), float(v)) for v in (4.0, 8.0, 0.0)]
+    frames[2][1] = 16.0  # the second problem differs from the first
+    for f in frames:
+        avg.update({"x": f})
+    expected = frames[0].clone()
+    for f in frames[1:]:
+        expected = 0.75 * expected + 0.25 * f
+    torch.testing.assert_close(avg.outputs["x"], expected, rtol=0, atol=1e-6)
+    frames[0].add_(100.0)  # the average holds its own copy
+    torch.testing.assert_close(avg.outputs["x"], expected, rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="decay"):
+        OutputAverage(1.0)
+
+
+def test_fast_separation_returns_the_averaged_layers(monkeypatch):
+    """Fast mode's layers are the moving average of the tracked steps' layers; reference mode's
+    are the best-tracked ones."""
+    tracked = []
+    original = separation.BestTracker.update
+
+    def spy(self, psnr, outputs):
+        tracked.append({k: v.clone() for k, v in outputs.items()})
+        original(self, psnr, outputs)
+
+    monkeypatch.setattr(separation.BestTracker, "update", spy)
+    iterations = 3 * separation.TRACK_EVERY + 1  # tracked at 0, 8, 16, 24 (the last)
+    fast = dd.separate(_image(), dd.SolverConfig(iterations=iterations, mode="fast", early_stop=False))
+    assert len(tracked) == 4
+    d = separation.FAST_AVERAGE_DECAY
+    expected = [tracked[0][f"layer_{i}"] for i in range(2)]
+    for step in tracked[1:]:
+        expected = [d * e + (1 - d) * step[f"layer_{i}"] for i, e in enumerate(expected)]
+    for got, want in zip(fast.layers, expected):
+        np.testing.assert_allclose(got, want[0].permute(1, 2, 0).numpy(), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(fast.reconstruction, np.clip(fast.layers[0] + fast.layers[1], 0, 1), atol=1e-6)
+    # reference mode keeps the best-tracked layers: one of the tracked steps' own layers
+    del tracked[:]
+    ref = dd.separate(_image(), dd.SolverConfig(iterations=iterations))
+    assert any(np.array_equal(ref.layers[0], t["layer_0"][0].permute(1, 2, 0).numpy()) for t in tracked)

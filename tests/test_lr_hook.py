@@ -6,6 +6,7 @@ import doubledip as dd
 from doubledip.engine import solver
 from doubledip.engine.adam import Adam
 from doubledip.engine.solver import PlateauStop, Problem
+from doubledip.engine.io import load_image
 from doubledip.engine.tasks import separation
 
 
@@ -63,3 +64,18 @@ def test_early_stopping_still_ends_a_scheduled_run(lrs, monkeypatch):
     assert seen[-1]["iteration"] == 5  # logged at 1, 3, 5: 4 iterations past the best (at 1)
     assert lrs == [separation.DEFAULT_LR / (1 + k) for k in range(6)]
     assert np.isfinite(r.layers[0]).all()
+
+
+def test_fast_separation_raises_the_lr_after_the_noise_ramp(lrs, monkeypatch):
+    ref = separation.SeparationProblem(load_image(_image()), (4,), [0])
+    fast = separation.SeparationProblem(load_image(_image()), (4,), [0], fast=True)
+    end = separation.NOISE_RAMP_END
+    assert [ref.lr_scale(0, k) for k in (0, end, end + 1, 8000)] == [1.0] * 4
+    assert [fast.lr_scale(0, k) for k in (0, end, end + 1, 8000)] == [1.0, 1.0] + [separation.FAST_LR_AFTER_RAMP] * 2
+    # through the solver: a ramp ending at iteration 2 raises the lr of updates 3 onwards
+    monkeypatch.setattr(separation, "NOISE_RAMP_END", 2)
+    dd.separate(_image(), dd.SolverConfig(iterations=6, log_every=3, mode="fast"))
+    assert lrs == [separation.FAST_LR] * 3 + [separation.FAST_LR * separation.FAST_LR_AFTER_RAMP] * 3
+    del lrs[:]
+    dd.separate(_image(), dd.SolverConfig(iterations=6, log_every=3))
+    assert lrs == [separation.DEFAULT_LR] * 6

@@ -92,6 +92,27 @@ class BestTracker:
         self.psnr = torch.where(better, psnr, self.psnr)
 
 
+class OutputAverage:
+    """An exponential moving average of outputs, per problem, on the device (no host sync).
+
+    outputs: tensors with a leading N. After each update ``avg = decay * avg + (1 - decay) * new``;
+    the first update sets the average to the outputs themselves.
+    """
+
+    def __init__(self, decay: float):
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"decay must be in [0, 1), got {decay}")
+        self.decay = decay
+        self.outputs: Optional[dict] = None
+
+    def update(self, outputs: dict) -> None:
+        if self.outputs is None:
+            self.outputs = {k: v.detach().clone() for k, v in outputs.items()}
+            return
+        for k, v in outputs.items():
+            self.outputs[k].mul_(self.decay).add_(v.detach(), alpha=1.0 - self.decay)
+
+
 class Problem:
     """A task's optimisation problem. Subclasses set ``nets`` and ``stage_iterations`` and
     implement :meth:`step`; :meth:`stop_requested` may end a stage early (a 0-dim bool tensor)."""

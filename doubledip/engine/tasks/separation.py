@@ -10,7 +10,7 @@ from doubledip.engine.inputs import Augmentations, unaugment
 from doubledip.engine.io import load_image
 from doubledip.engine.losses import blend_sum, exclusion_sum, psnr
 from doubledip.engine.results import SeparationResult
-from doubledip.engine.solver import BestTracker, Step, run_problem, split_iterations
+from doubledip.engine.solver import BestTracker, OutputAverage, Step, run_problem, split_iterations
 from doubledip.engine.tasks.common import ImageProblem, hwc, item_history, resolve, same_size, timed_run
 
 DEFAULT_ITERATIONS = (8000,)
@@ -18,6 +18,15 @@ DEFAULT_LR = 5e-4
 # fast mode: twice the paper's lr reaches the same layer PSNR in about 55% of the iterations on
 # the texture demo (4x the lr collapses one layer; benchmarks/RESULTS.md)
 FAST_LR = 1e-3
+# fast mode, after the input-noise ramp (iteration NOISE_RAMP_END on): the lr times this. The
+# layers fit faster; 2x the lr there gained no more (benchmarks/RESULTS.md, "Fast-mode separation:
+# a higher lr after the ramp and averaged layers")
+FAST_LR_AFTER_RAMP = 1.5
+NOISE_RAMP_END = 1000
+# fast mode returns an exponential moving average of the layers of every tracked step (decay per
+# tracked step: an average over about 80 iterations) instead of the best-tracked ones: the
+# iterations' jitter averages out (same section of RESULTS.md)
+FAST_AVERAGE_DECAY = 0.9
 EXCLUSION_WEIGHT = 0.01
 TRACK_EVERY = 8
 
@@ -26,7 +35,7 @@ def noise_sigma(k: int, last: bool) -> float:
     """Input perturbation: (k // 100) / 1000 ramp over the first 1000 iterations, then 1/1000; 0 last."""
     if last:
         return 0.0
-    return (k // 100) / 1000 if k < 1000 else 1 / 1000
+    return (k // 100) / 1000 if k < NOISE_RAMP_END else 1 / 1000
 
 
 def augmentation_index(k: int, last: bool) -> int:
@@ -37,11 +46,12 @@ def augmentation_index(k: int, last: bool) -> int:
 
 
 class SeparationProblem(ImageProblem):
-    """images: B x 3 x H x W, one independent problem per image."""
+    """images: B x 3 x H x W, one independent problem per image. ``fast``: fast mode's method (the
+    lr raised after the noise ramp, averaged layers as the result)."""
 
     tracks_best = True
 
-    def __init__(self, images: torch.Tensor, iterations: tuple[int, ...], seeds: list[int]):
+    def __init__(self, images: torch.Tensor, iterations: tuple[int, ...], seeds: list[int], fast: bool = False):
         super().__init__(seeds, images.device, tuple(images.shape[-2:]), [LAYER5])
         self.image = images  # unpadded, for tracking
         self.targets = Augmentations(self.pad(images))
@@ -49,6 +59,17 @@ class SeparationProblem(ImageProblem):
         self.inputs = [self.noise_augmented(3), self.noise_augmented(3)]
         self.stage_iterations = iterations
         self.tracker = BestTracker(strict=True)
+        self.fast = fast
+        self.average = OutputAverage(FAST_AVERAGE_DECAY) if fast else None
+
+    def lr_scale(self, stage: int, k: int) -> float:
+        # from the iteration after the ramp's end (the schedule screened in RESULTS.md)
+        return FAST_LR_AFTER_RAMP if self.fast and k > NOISE_RAMP_END else 1.0
+
+    def result_layers(self) -> dict:
+        """{"layer_0", "layer_1"}: B x 3 x H x W each, the run's result so far (fast mode: the
+        averaged layers; reference mode: the best-tracked ones)."""
+        return (self.average if self.fast else self.tracker).outputs
 
     def step(self, stage: int, k: int, last: bool, log: bool = False) -> Step:
         sigma, a = noise_sigma(k, last), augmentation_index(k, last)
@@ -66,12 +87,14 @@ class SeparationProblem(ImageProblem):
             quality = psnr(self.image, l0 + l1)
             if last or k % TRACK_EVERY == 0:
                 self.tracker.update(quality, {"layer_0": l0, "layer_1": l1})
+                if self.average is not None:
+                    self.average.update({"layer_0": l0, "layer_1": l1})
         return Step(loss, quality, {"reconstruction": recon, "exclusion": excl})
 
 
     def callback_outputs(self) -> dict:
-        """The first image's best layers so far, as result fields."""
-        best = self.tracker.outputs
+        """The first image's result layers so far, as result fields."""
+        best = self.result_layers()
         layers = [best["layer_0"][0], best["layer_1"][0]]
         return {"layers": [hwc(l) for l in layers], "reconstruction": hwc((layers[0] + layers[1]).clamp(0, 1))}
 
@@ -84,9 +107,9 @@ def separate_many(images: list, config: SolverConfig) -> list[SeparationResult]:
     stages = split_iterations(config.iterations, DEFAULT_ITERATIONS)
     seeds = [config.seed + i for i in range(len(imgs))]
     with timed_run(config, sum(stages), "separate") as (reporter, start):
-        problem = SeparationProblem(torch.cat(imgs), stages, seeds)
+        problem = SeparationProblem(torch.cat(imgs), stages, seeds, fast=config.mode == "fast")
         run_problem(problem, config, config.lr or (FAST_LR if config.mode == "fast" else DEFAULT_LR), reporter)
-        best = problem.tracker.outputs
+        best = problem.result_layers()
         seconds = time.perf_counter() - start
         results = []
         for b in range(len(imgs)):
@@ -103,7 +126,8 @@ def separate(image, config: SolverConfig | None = None, *, iterations: int | Non
     """Split one image into two layers that add up to it (e.g. a reflection and a transmission).
 
     Returns ``layers`` (2 x H x W x 3, each at about half intensity) and ``reconstruction``.
-    Default: 8000 iterations, lr 5e-4 (the paper's); fast mode: lr 1e-3.
+    Default: 8000 iterations, lr 5e-4 (the paper's); fast mode: lr 1e-3, 1.5e-3 from iteration
+    1000, and the layers averaged over the last iterations instead of the best-tracked ones.
     """
     config = resolve(config, iterations=iterations, seed=seed, device=device, progress=progress)
     return separate_many([image], config)[0]
