@@ -29,7 +29,7 @@ def _common(p: argparse.ArgumentParser, default_out: str | None = None) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--mode", default="reference", choices=("reference", "fast"),
-                   help="reference: the published method; fast: the faster method (bf16 nets on GPUs, early stopping; see README)")
+                   help="reference: the published method; fast: the faster method (bf16 nets on GPUs, task changes, early stopping; see README)")
     p.add_argument("--log-every", type=int, default=25, help="progress/history every K iterations")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     p.add_argument("--compile", action="store_true",
