@@ -176,3 +176,24 @@ def test_fast_separation_returns_the_averaged_layers(monkeypatch):
     del tracked[:]
     ref = dd.separate(_image(), dd.SolverConfig(iterations=iterations))
     assert any(np.array_equal(ref.layers[0], t["layer_0"][0].permute(1, 2, 0).numpy()) for t in tracked)
+
+
+def test_fast_separation_halves_the_input_noise_after_the_ramp(monkeypatch):
+    sigmas = []
+    original = separation.SeparationProblem.perturbed
+
+    def spy(self, z, sigma, *keys):
+        sigmas.append(sigma)
+        return original(self, z, sigma, *keys)
+
+    monkeypatch.setattr(separation.SeparationProblem, "perturbed", spy)
+    img = load_image(_image())
+    end = separation.NOISE_RAMP_END
+    for fast in (False, True):
+        problem = separation.SeparationProblem(img, (end + 10,), [0], fast=fast)
+        for k in (end // 2, end + 1):
+            problem.step(0, k, False)
+    ramp = (end // 2 // 100) / 1000
+    # two layer nets, each perturbed: reference, then fast
+    assert sigmas == [ramp] * 2 + [1 / 1000] * 2 + [ramp] * 2 + [separation.FAST_SIGMA_AFTER_RAMP] * 2
+    assert separation.FAST_SIGMA_AFTER_RAMP == 5e-4
