@@ -8,7 +8,8 @@ One run of fast-mode separation (float32 on the CPU, channels-last) with the lay
 ``--kernel-size`` / ``--channels`` in place of the paper's, the lr ``--schedule`` (factors of
 ``--lr``, syntax of lr_schedule_sweep.py). At every tracked step (every 8 iterations) the current
 layers, in the image's orientation, also feed exponential moving averages with the ``--ema``
-decays (per tracked step: 0.97 averages over about 270 iterations). Every ``--log-every``
+decays (per tracked step: 0.97 averages over about 270 iterations), and each average's spread
+(a moving average, same decay, of the layers' mean squared deviation from it) is logged. Every ``--log-every``
 iterations the best-tracked layers (what the engine returns) and each average are scored as in
 time_to_quality.py: mean layer PSNR against the half-intensity layers, best assignment.
 """
@@ -83,12 +84,15 @@ def main(argv=None) -> int:
     schedule = parse_schedule(args.schedule)
 
     averages = {d: None for d in args.ema}
+    spread = {d: 0.0 for d in args.ema}  # moving average of the mean squared deviation from each average
     tracker_update = problem.tracker.update
 
     def update_and_average(quality, outputs):  # the current layers at every tracked step
         tracker_update(quality, outputs)
         current = torch.stack([outputs["layer_0"], outputs["layer_1"]]).detach()
         for d, avg in averages.items():
+            if avg is not None:
+                spread[d] = d * spread[d] + (1 - d) * float((current - avg).pow(2).mean())
             averages[d] = current.clone() if avg is None else avg.mul_(d).add_(current, alpha=1 - d)
 
     problem.tracker.update = update_and_average
@@ -115,6 +119,7 @@ def main(argv=None) -> int:
                      "best": round(score([best["layer_0"], best["layer_1"]]), 3)}
             for d, avg in averages.items():
                 point[f"ema_{d}"] = round(score(avg), 3)
+                point[f"spread_{d}"] = float(f"{spread[d]:.4g}")
             curve.append(point)
             print(json.dumps(point), flush=True)
     keys = ["best"] + [f"ema_{d}" for d in args.ema]
