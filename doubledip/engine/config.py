@@ -94,8 +94,8 @@ class SolverConfig:
     device: "auto" (CUDA when present), "cpu", "cuda" or "cuda:N".
     seed: every random draw of a run derives from it; equal seeds repeat exactly on CPU.
     mode: "reference" (the published method, number for number) or "fast" (a faster method held to
-        the same quality by the quality suite: bf16 generators on GPUs, a raised lr and averaged
-        layers in single-image separation, a scalar per mixing weight in two-image separation,
+        the same quality by the quality suite: bf16 generators on GPUs, a raised lr, less input
+        noise and averaged layers in single-image separation, a scalar per mixing weight in two-image separation,
         one dehazing pass, early stopping; see the README).
     progress: show a progress bar; callback: called with a dict every ``log_every`` iterations.
     log_every: how often losses and PSNR are read from the device (history, callback, progress).
