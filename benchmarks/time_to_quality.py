@@ -4,8 +4,9 @@
         --mode fast --iterations 8000 --target 24.15
 
 Both textures (texture12.jpg, texture16.jpg) are resized to 256 x 256 with Lanczos and mixed 1:1;
-every ``--log-every`` iterations the result layers (fast mode: averaged) are scored (mean layer PSNR against the
-half-intensity layers, best assignment) and the first time the target is reached is reported.
+every ``--log-every`` iterations the result layers (reference mode: the best-tracked ones; fast
+mode: the averaged ones) are scored (mean layer PSNR against the half-intensity layers, best
+assignment) and the first time the target is reached is reported.
 The default target is the authors' code after its default 8000 iterations: 24.15 dB in 2700 s on
 1 thread (measured, PERFORMANCE.md and the fast-engine issue).
 """

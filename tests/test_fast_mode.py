@@ -1,4 +1,5 @@
-"""mode="fast": bf16 generators, scalar mixing weights, early stopping on a PSNR plateau."""
+"""mode="fast": bf16 generators, scalar mixing weights, separation's schedule and averaged layers,
+early stopping on a PSNR plateau."""
 import numpy as np
 import pytest
 import torch
