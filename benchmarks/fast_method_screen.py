@@ -24,18 +24,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from lr_schedule_sweep import parse_schedule  # noqa: E402
-from time_to_quality import load_texture  # noqa: E402
+from time_to_quality import fast_cpu_optimizer, score_layers, texture_demo  # noqa: E402
 
 
 def main(argv=None) -> int:
-    import torch
-
     from doubledip.engine import config as config_module
-    from doubledip.engine.adam import Adam
-    from doubledip.engine.io import load_image
-    from doubledip.engine.solver import ADAM_SQRT, fast_autocast_dtype
+    from doubledip.engine.solver import OutputAverage
     from doubledip.engine.tasks import separation
-    from doubledip.evaluation.metrics import layer_scores
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", required=True)
@@ -70,36 +65,25 @@ def main(argv=None) -> int:
         after = 1 / 1000 if args.sigma_after is None else args.sigma_after
         step = max(1, ramp_end // 10)
         separation.noise_sigma = lambda k, last, *_: 0.0 if last else ((k // step) / 1000 if k < ramp_end else after)
-    folder = Path(args.images)
-    a, b = (load_texture(folder / n, args.size) for n in ("texture12.jpg", "texture16.jpg"))
-    truths = [a / 2, b / 2]
+    mixture, truths = texture_demo(Path(args.images), args.size)
     T = args.iterations
-    problem = separation.SeparationProblem(load_image((a + b) / 2), (T,), [args.seed])
-    problem.autocast_dtype = fast_autocast_dtype(torch.device("cpu"))
-    for net in problem.nets.values():
-        net.set_memory_format(torch.channels_last)
-        net.set_low_memory(False)
-    params = [p for p in problem.nets.parameters() if p.requires_grad]
-    opt = Adam(params, lr=args.lr, sqrt=ADAM_SQRT)
+    problem = separation.SeparationProblem(mixture, (T,), [args.seed])
+    opt = fast_cpu_optimizer(problem, args.lr)
     schedule = parse_schedule(args.schedule)
 
-    averages = {d: None for d in args.ema}
+    averages = {d: OutputAverage(d) for d in args.ema}
     spread = {d: 0.0 for d in args.ema}  # moving average of the mean squared deviation from each average
     tracker_update = problem.tracker.update
 
     def update_and_average(quality, outputs):  # the current layers at every tracked step
         tracker_update(quality, outputs)
-        current = torch.stack([outputs["layer_0"], outputs["layer_1"]]).detach()
         for d, avg in averages.items():
-            if avg is not None:
-                spread[d] = d * spread[d] + (1 - d) * float((current - avg).pow(2).mean())
-            averages[d] = current.clone() if avg is None else avg.mul_(d).add_(current, alpha=1 - d)
+            if avg.outputs is not None:  # both layers have one size: the mean over the pair
+                deviation = sum(float((outputs[k] - avg.outputs[k]).pow(2).mean()) for k in avg.outputs) / 2
+                spread[d] = d * spread[d] + (1 - d) * deviation
+            avg.update(outputs)
 
     problem.tracker.update = update_and_average
-
-    def score(layer_pair):
-        layers = [layer_pair[i][0].permute(1, 2, 0).float().cpu().numpy() for i in range(2)]
-        return layer_scores(layers, truths, with_ssim=False)["layer_psnr"]
 
     curve = []
     t0 = time.perf_counter()
@@ -113,12 +97,11 @@ def main(argv=None) -> int:
         opt.step()
         if log:
             seconds = time.perf_counter() - t0
-            best = problem.tracker.outputs
             point = {"iteration": k + 1, "seconds": round(seconds, 1), "lr": opt.lr,
                      "recon_psnr": round(float(problem.tracker.psnr[0]), 3),
-                     "best": round(score([best["layer_0"], best["layer_1"]]), 3)}
+                     "best": round(score_layers(problem.tracker.outputs, truths), 3)}
             for d, avg in averages.items():
-                point[f"ema_{d}"] = round(score(avg), 3)
+                point[f"ema_{d}"] = round(score_layers(avg.outputs, truths), 3)
                 point[f"spread_{d}"] = float(f"{spread[d]:.4g}")
             curve.append(point)
             print(json.dumps(point), flush=True)

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from time_to_quality import load_texture  # noqa: E402
+from time_to_quality import fast_cpu_optimizer, score_layers, texture_demo  # noqa: E402
 
 
 def parse_schedule(spec: str):
@@ -48,13 +48,7 @@ def parse_schedule(spec: str):
 
 
 def main(argv=None) -> int:
-    import torch
-
-    from doubledip.engine.adam import Adam
-    from doubledip.engine.io import load_image
-    from doubledip.engine.solver import ADAM_SQRT, fast_autocast_dtype
     from doubledip.engine.tasks.separation import FAST_LR, SeparationProblem
-    from doubledip.evaluation.metrics import layer_scores
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", required=True)
@@ -69,17 +63,10 @@ def main(argv=None) -> int:
     parser.add_argument("--target", type=float, default=24.15)
     parser.add_argument("-o", "--output", default=None)
     args = parser.parse_args(argv)
-    folder = Path(args.images)
-    a, b = (load_texture(folder / n, args.size) for n in ("texture12.jpg", "texture16.jpg"))
-    truths = [a / 2, b / 2]
+    mixture, truths = texture_demo(Path(args.images), args.size)
     T = args.iterations
-    problem = SeparationProblem(load_image((a + b) / 2), (T,), [args.seed])
-    problem.autocast_dtype = fast_autocast_dtype(torch.device("cpu"))  # as fast mode runs on the CPU
-    for net in problem.nets.values():
-        net.set_memory_format(torch.channels_last)
-        net.set_low_memory(False)
-    params = [p for p in problem.nets.parameters() if p.requires_grad]
-    state = (problem, Adam(params, lr=args.lr, sqrt=ADAM_SQRT))
+    problem = SeparationProblem(mixture, (T,), [args.seed])
+    state = (problem, fast_cpu_optimizer(problem, args.lr))
 
     def run(state, schedule, start, stop, label, curve):
         problem, opt = state
@@ -93,11 +80,9 @@ def main(argv=None) -> int:
             opt.lr = args.lr * schedule(k)
             opt.step()
             if log:
-                best = problem.tracker.outputs
-                layers = [best[f"layer_{i}"][0].permute(1, 2, 0).float().cpu().numpy() for i in range(2)]
                 point = {"label": label, "iteration": k + 1, "seconds": time.perf_counter() - t0,
                          "lr": opt.lr, "recon_psnr": float(problem.tracker.psnr[0]),
-                         "mean_layer_psnr": layer_scores(layers, truths, with_ssim=False)["layer_psnr"]}
+                         "mean_layer_psnr": score_layers(problem.tracker.outputs, truths)}
                 curve.append(point)
                 print(json.dumps(point), flush=True)
 

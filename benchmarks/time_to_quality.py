@@ -21,11 +21,51 @@ from pathlib import Path
 import numpy as np
 
 
+TEXTURES = ("texture12.jpg", "texture16.jpg")
+
+
 def load_texture(path: Path, size: int) -> np.ndarray:
     from PIL import Image
 
     with Image.open(path) as im:
         return np.asarray(im.convert("RGB").resize((size, size), Image.LANCZOS), np.float32) / 255.0
+
+
+def texture_demo(folder: Path, size: int):
+    """The paper's texture demo: (the 1:1 mixture as a 1 x 3 x size x size tensor, the two
+    half-intensity layers as size x size x 3 arrays). Raises FileNotFoundError naming what is missing."""
+    from doubledip.engine.io import load_image
+
+    paths = [Path(folder) / name for name in TEXTURES]
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise FileNotFoundError(f"the texture demo needs {', '.join(missing)}")
+    a, b = (load_texture(p, size) for p in paths)
+    return load_image((a + b) / 2), [a / 2, b / 2]
+
+
+def score_layers(layers: dict, truths) -> float:
+    """Mean layer PSNR of the first image's {"layer_0", "layer_1"} (B x 3 x H x W) against the
+    half-intensity layers, best assignment."""
+    from doubledip.evaluation.metrics import layer_scores
+
+    arrays = [layers[f"layer_{i}"][0].permute(1, 2, 0).float().cpu().numpy() for i in range(2)]
+    return layer_scores(arrays, truths, with_ssim=False)["layer_psnr"]
+
+
+def fast_cpu_optimizer(problem, lr: float):
+    """Set ``problem``'s nets up as fast mode runs them on the CPU (float32, channels-last, no
+    recomputation) and return the solver's Adam over their parameters."""
+    import torch
+
+    from doubledip.engine.adam import Adam
+    from doubledip.engine.solver import ADAM_SQRT, fast_autocast_dtype
+
+    problem.autocast_dtype = fast_autocast_dtype(torch.device("cpu"))
+    for net in problem.nets.values():
+        net.set_memory_format(torch.channels_last)
+        net.set_low_memory(False)
+    return Adam([p for p in problem.nets.parameters() if p.requires_grad], lr=lr, sqrt=ADAM_SQRT)
 
 
 class ScoringReporter:
@@ -39,13 +79,8 @@ class ScoringReporter:
         self.history = []
 
     def log(self, record, advanced, outputs=None):
-        from doubledip.evaluation.metrics import layer_scores
-
-        best = self.problem.result_layers()
-        layers = [best[f"layer_{i}"][0].permute(1, 2, 0).float().cpu().numpy() for i in range(2)]
-        scores = layer_scores(layers, self.truths, with_ssim=False)
         point = {"iteration": record["iteration"] + 1, "seconds": time.perf_counter() - self.start,
-                 "loss": float(record["loss"]), "mean_layer_psnr": scores["layer_psnr"]}
+                 "loss": float(record["loss"]), "mean_layer_psnr": score_layers(self.problem.result_layers(), self.truths)}
         self.curve.append(point)
         print(json.dumps(point), flush=True)
 
@@ -57,7 +92,6 @@ def main(argv=None) -> int:
     import torch
 
     from doubledip.engine.config import SolverConfig
-    from doubledip.engine.io import load_image
     from doubledip.engine.solver import run_problem
     from doubledip.engine.tasks.separation import DEFAULT_LR, FAST_LR, SeparationProblem
 
@@ -72,16 +106,14 @@ def main(argv=None) -> int:
     parser.add_argument("--lr", type=float, default=None, help="default: the mode's (reference 5e-4, fast 1e-3)")
     parser.add_argument("-o", "--output", default=None)
     args = parser.parse_args(argv)
-    folder = Path(args.images)
-    paths = [folder / "texture12.jpg", folder / "texture16.jpg"]
-    if not all(p.exists() for p in paths):
-        print(f"time_to_quality: {folder} lacks texture12.jpg / texture16.jpg", file=sys.stderr)
+    try:
+        mixture, truths = texture_demo(Path(args.images), args.size)
+    except FileNotFoundError as e:
+        print(f"time_to_quality: {e}", file=sys.stderr)
         return 2
-    a, b = (load_texture(p, args.size) for p in paths)
-    truths = [a / 2, b / 2]
     config = SolverConfig(iterations=args.iterations, mode=args.mode, seed=args.seed, log_every=args.log_every,
                           early_stop=False)
-    problem = SeparationProblem(load_image((a + b) / 2), (args.iterations,), [args.seed], fast=args.mode == "fast")
+    problem = SeparationProblem(mixture, (args.iterations,), [args.seed], fast=args.mode == "fast")
     reporter = ScoringReporter(problem, truths, args.log_every)
     lr = args.lr or (FAST_LR if args.mode == "fast" else DEFAULT_LR)
     run_problem(problem, config, lr, reporter)
