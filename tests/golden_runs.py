@@ -1,0 +1,110 @@
+"""The reference-mode runs whose outputs must not change across refactors (tests/test_golden.py).
+
+Every image task at a small size (not a multiple of the nets' stride) with fixed seeds and a few
+iterations, through its public call. ``python tests/golden_runs.py --write`` records the hashes
+and the arrays (tests/golden/) on this machine; do that only for a change that is *meant* to
+change reference-mode numbers, and say so in the commit.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import sys
+from pathlib import Path
+
+import numpy as np
+
+GOLDEN = Path(__file__).parent / "golden"
+H, W = 26, 34
+
+
+def _image(seed: int) -> np.ndarray:
+    rng = np.random.default_rng(100 + seed)
+    yy, xx = np.mgrid[0:H, 0:W] / max(H, W)
+    base = np.stack([np.sin(7 * xx + seed), np.cos(4 * yy), xx * yy], -1) * 0.4 + 0.5
+    return np.clip(base + 0.05 * rng.standard_normal((H, W, 3)), 0, 1).astype(np.float32)
+
+
+def _box(y0, y1, x0, x1, fill=1.0, background=0.0) -> np.ndarray:
+    m = np.full((H, W), background, np.float32)
+    m[y0:y1, x0:x1] = fill
+    return m
+
+
+def runs() -> dict:
+    """name -> a function of no arguments returning the task's result (reference mode, CPU)."""
+    import doubledip as dd
+
+    cfg = dd.SolverConfig(iterations=6, repeats=1, log_every=3, seed=11, device="cpu")
+    fg, bg = _box(9, 17, 12, 22), _box(5, 21, 8, 26, fill=0.0, background=1.0)
+    return {
+        "separate": lambda: dd.separate(_image(0), cfg),
+        "separate_pair": lambda: dd.separate_pair(_image(0), _image(1), cfg),
+        "segment": lambda: dd.segment(_image(0), fg, bg, config=cfg),
+        "segment_no_hints": lambda: dd.segment(_image(0), config=cfg),
+        "dehaze": lambda: dd.dehaze(_image(0), cfg),
+        "dehaze_given_airlight": lambda: dd.dehaze(_image(0), cfg, airlight=[0.8, 0.75, 0.7], passes=1),
+        "remove_watermark": lambda: dd.remove_watermark(_image(0), _box(8, 16, 10, 24), cfg.replace(repeats=2)),
+        "remove_watermark_multi": lambda: dd.remove_watermark_multi([_image(0), _image(1), _image(2)], cfg),
+        "batch_separate": lambda: dd.batch("separate", [_image(0), _image(1)], cfg),
+    }
+
+
+def arrays(result) -> dict[str, np.ndarray]:
+    """The result's public output arrays (a list of results: each one's, prefixed)."""
+    if isinstance(result, list):
+        return {f"{i}.{k}": v for i, r in enumerate(result) for k, v in arrays(r).items()}
+    out = {}
+    for name in ("layers", "images", "alphas", "image", "transmission", "airlight", "mask",
+                 "soft_mask", "foreground", "background", "watermark", "reconstruction"):
+        if not hasattr(result, name):
+            continue
+        value = getattr(result, name)
+        if isinstance(value, list):
+            for i, v in enumerate(value):
+                out[f"{name}[{i}]"] = np.ascontiguousarray(np.asarray(v, np.float32))
+        else:
+            out[name] = np.ascontiguousarray(np.asarray(value, np.float32))
+    return out
+
+
+def digest(arr: np.ndarray) -> str:
+    return hashlib.sha256(arr.tobytes() + str(arr.shape).encode()).hexdigest()[:32]
+
+
+def machine() -> str:
+    """What the bit-exact hashes depend on: CPU model, torch version, its CPU capability."""
+    import torch
+
+    model = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model} | torch {torch.__version__} | {torch.backends.cpu.get_cpu_capability()}"
+
+
+def write() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    GOLDEN.mkdir(exist_ok=True)
+    hashes, store = {}, {}
+    for name, run in runs().items():
+        for field, arr in arrays(run()).items():
+            hashes[f"{name}/{field}"] = digest(arr)
+            store[f"{name}/{field}"] = arr
+    (GOLDEN / "reference_hashes.json").write_text(json.dumps(
+        {"machine": machine(), "hashes": hashes}, indent=1, sort_keys=True) + "\n")
+    np.savez_compressed(GOLDEN / "reference_outputs.npz", **store)
+    print(f"wrote {len(hashes)} arrays for {machine()}")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--write"]:
+        sys.exit("usage: python tests/golden_runs.py --write")
+    write()
