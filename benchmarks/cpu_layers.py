@@ -8,7 +8,7 @@ optimisation step of each task, both variants in one process, steps alternating.
 
 Variants (``before`` -> ``after``, the shipped code is ``after``):
 - ``layers``: PyTorch's BatchNorm + LeakyReLU, reflection padding and upsampling backward (run
-  inside ``_dispatch.plain_layers()``) -> the C++ layers (engine.norm, .padding, .upsample);
+  inside ``_dispatch.plain_layers()``) -> the C++ layers (engine.nets.norm, .padding, .upsample);
 - ``conv_bias``: the biases of the convolutions before a BatchNorm added -> kept but not added
   (unet._conv);
 - ``watermark_merge``: watermark removal's stage-2 clean and watermark nets as two groups -> one
@@ -26,7 +26,7 @@ import time
 
 import torch
 
-from doubledip.engine import pointwise, unet
+from doubledip.engine.nets import pointwise, unet
 from doubledip.engine.profiling import TASKS, make_step
 from doubledip.engine.tasks import watermark
 from doubledip.kernels._dispatch import plain_layers

@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from doubledip.engine.pointwise import PointwiseConv2d
+from doubledip.engine.nets.pointwise import PointwiseConv2d
 from doubledip.engine.profiling import TASKS, make_step
 from json_rows import emit  # benchmarks/ (the script's folder is on sys.path)
 

@@ -5,35 +5,43 @@
     r = dd.separate(mixture)             # r.layers, r.reconstruction
     r.save("out/")
 
-Importing this package loads torch but never triton, onnx or CUDA.
+The public names load on first use (PEP 562), so ``import doubledip`` alone imports nothing
+heavy, and ``doubledip.exported`` (running exported ONNX files) works without torch. Nothing here
+imports triton or onnx, or initialises CUDA.
 """
-from doubledip.engine.batch import batch
-from doubledip.engine.config import SolverConfig, UNetConfig
-from doubledip.engine.tasks.dehazing import dehaze
-from doubledip.engine.tasks.pair import separate_pair
-from doubledip.engine.tasks.segmentation import segment
-from doubledip.engine.tasks.separation import separate
-from doubledip.engine.tasks.watermark import remove_watermark, remove_watermark_multi
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
+# public name -> the module that defines it
+_PUBLIC = {
+    "SolverConfig": "doubledip.engine.config",
+    "UNetConfig": "doubledip.engine.config",
+    "SkipUNet": "doubledip.engine.nets.unet",
+    "dehaze": "doubledip.engine.tasks.dehazing",
+    "separate": "doubledip.engine.tasks.separation",
+    "separate_pair": "doubledip.engine.tasks.pair",
+    "segment": "doubledip.engine.tasks.segmentation",
+    "remove_watermark": "doubledip.engine.tasks.watermark",
+    "remove_watermark_multi": "doubledip.engine.tasks.watermark",
+    "batch": "doubledip.engine.batch",
+    "evaluate": "doubledip.evaluation.suite",
+    "load_exported": "doubledip.exported",
+}
 
-def evaluate(*args, **kwargs):
-    """Run the quality suite (see :func:`doubledip.evaluation.suite.evaluate`); returns its rows."""
-    from doubledip.evaluation.suite import evaluate as _evaluate
+__all__ = sorted(_PUBLIC)
 
-    return _evaluate(*args, **kwargs)
 
-def load_exported(directory, inputs=None):
-    """Run the generators that ``result.export(directory)`` wrote; returns their layers and the
-    recombined images (see :func:`doubledip.engine.export.load_exported`). Needs onnxruntime for
-    ONNX files; imports none of the training code."""
-    from doubledip.engine.export import load_exported as _load_exported
+def __getattr__(name: str):
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'doubledip' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
 
-    return _load_exported(directory, inputs)
 
-__all__ = [
-    "SolverConfig", "UNetConfig",
-    "dehaze", "separate", "separate_pair", "segment", "remove_watermark", "remove_watermark_multi",
-    "evaluate", "batch", "load_exported",
-]
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PUBLIC))

@@ -8,7 +8,7 @@ from doubledip.engine.config import DEHAZE, LAYER5, SEGMENT, UNetConfig
 from doubledip.engine.io import load_image
 from doubledip.engine.results import public_fields
 from doubledip.engine.tasks import dehazing, pair, segmentation, separation, watermark
-from doubledip.engine.unet import SkipUNet
+from doubledip.engine.nets.unet import SkipUNet
 
 H, W = 22, 30
 
@@ -30,7 +30,7 @@ def _hint(shift=0):
 def test_grouped_generators_equal_separate_ones(cfg):
     """K copies as one grouped module: outputs and every gradient equal K separate nets (float64)."""
     torch.manual_seed(0)
-    nets = [cfg.build().double() for _ in range(3)]
+    nets = [SkipUNet(cfg).double() for _ in range(3)]
     group = SkipUNet.stack(nets)
     h, w = cfg.padded_size(40, 70)
     zs = [torch.rand(1, cfg.in_channels, h, w, dtype=torch.float64) / 100 for _ in range(3)]
@@ -54,7 +54,7 @@ def test_grouped_generators_equal_separate_ones(cfg):
 
 def test_stack_rejects_mixed_configs():
     with pytest.raises(ValueError, match="one UNetConfig"):
-        SkipUNet.stack([LAYER5.build(), DEHAZE.build()])
+        SkipUNet.stack([SkipUNet(LAYER5), SkipUNet(DEHAZE)])
 
 
 def _problems(task, images, seeds):

@@ -160,7 +160,7 @@ def test_cuda_graph_mode_copies_outputs_and_marks_each_step(monkeypatch, counted
     (tracked best layers) must be copies, and each iteration must be marked."""
     marks = []
     monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: marks.append(1))
-    gens = compiled_mod.CompiledGenerators(torch.nn.ModuleDict({"g": dd.UNetConfig().build()}), torch.device("cpu"))
+    gens = compiled_mod.CompiledGenerators(torch.nn.ModuleDict({"g": dd.SkipUNet(dd.UNetConfig())}), torch.device("cpu"))
     gens.cuda_graphs = True
     gens._compiled["g"] = _StaticOutput(gens._compiled["g"])
     z1, z2 = torch.rand(1, 3, 96, 96), torch.rand(1, 3, 96, 96)

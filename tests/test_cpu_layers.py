@@ -10,8 +10,8 @@ import torch.nn.functional as F
 
 import doubledip as dd
 from doubledip import bindings
-from doubledip.engine.norm import BatchNormAct2d
-from doubledip.engine.unet import SkipUNet
+from doubledip.engine.nets.norm import BatchNormAct2d
+from doubledip.engine.nets.unet import SkipUNet
 
 CL = torch.channels_last
 
@@ -19,7 +19,7 @@ CL = torch.channels_last
 @pytest.fixture(autouse=True)
 def _fuse_every_size(monkeypatch):
     """The tests' small tensors take the fused BatchNorm too (production fuses from 32K elements)."""
-    import doubledip.engine.norm as norm
+    import doubledip.engine.nets.norm as norm
 
     monkeypatch.setattr(norm, "MIN_FUSED_NUMEL", 1)
 
@@ -180,7 +180,7 @@ def test_state_dict_layout_is_that_of_the_plain_modules():
 
 @needs_core
 def test_small_tensors_take_the_plain_batch_norm(monkeypatch):
-    import doubledip.engine.norm as norm
+    import doubledip.engine.nets.norm as norm
 
     monkeypatch.setattr(norm, "MIN_FUSED_NUMEL", 1 << 15)
     bn = BatchNormAct2d(32)
@@ -212,7 +212,7 @@ def test_plain_path_is_batch_norm_then_leaky_relu_exactly():
 def test_reflection_pad_equals_pytorch(shape, pad, monkeypatch):
     """Forward bit for bit; backward within float rounding (border sums added in another order)."""
     from doubledip.bindings import ops
-    from doubledip.engine.padding import MIN_FUSED_NUMEL, ReflectionPad2d
+    from doubledip.engine.nets.padding import MIN_FUSED_NUMEL, ReflectionPad2d
 
     calls = []
     real = ops.reflect_pad_fwd
@@ -236,7 +236,7 @@ def test_reflection_pad_equals_pytorch(shape, pad, monkeypatch):
 
 
 def test_reflection_pad_plain_path_and_bad_padding():
-    from doubledip.engine.padding import ReflectionPad2d
+    from doubledip.engine.nets.padding import ReflectionPad2d
 
     x = torch.randn(1, 2, 6, 5)  # contiguous: nn.ReflectionPad2d's own path
     assert torch.equal(ReflectionPad2d(2)(x), F.pad(x, (2,) * 4, mode="reflect"))
@@ -251,7 +251,7 @@ def test_bilinear_upsample_backward_equals_pytorch(shape, monkeypatch):
     """Forward is PyTorch's (bit for bit); the gathered backward agrees with PyTorch's scatter to
     float rounding, and with a float64 reference as closely as PyTorch does."""
     from doubledip.bindings import ops
-    from doubledip.engine.upsample import BilinearUpsample
+    from doubledip.engine.nets.upsample import BilinearUpsample
 
     calls = []
     real = ops.upsample_bilinear_bwd
@@ -273,7 +273,7 @@ def test_bilinear_upsample_backward_equals_pytorch(shape, monkeypatch):
 
 
 def test_bilinear_upsample_plain_path_and_bad_scale():
-    from doubledip.engine.upsample import BilinearUpsample
+    from doubledip.engine.nets.upsample import BilinearUpsample
 
     x = torch.randn(1, 2, 4, 5, requires_grad=True)  # contiguous: nn.Upsample's own path
     up = lambda t: F.interpolate(t, scale_factor=2, mode="bilinear", align_corners=True)  # noqa: E731

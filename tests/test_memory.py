@@ -4,13 +4,13 @@ import sys
 
 import pytest
 
-from doubledip.engine import memory
+from doubledip.engine.nets import memory
 
 glibc_only = pytest.mark.skipif(memory._glibc() is None, reason="glibc's mallopt/malloc_trim only")
 
 CHILD = r"""
 import torch
-from doubledip.engine import memory
+from doubledip.engine.nets import memory
 def rss():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * 4096 / 2**20

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from doubledip.engine.pointwise import MAX_DENSE_GROUPS, PointwiseConv2d
+from doubledip.engine.nets.pointwise import MAX_DENSE_GROUPS, PointwiseConv2d
 
 
 @pytest.mark.parametrize("groups", [1, 2, 3, MAX_DENSE_GROUPS, MAX_DENSE_GROUPS + 1])
@@ -39,7 +39,7 @@ def test_same_parameters_and_state_dict_as_conv2d():
 
 
 def test_as_convolutions_switches_to_the_grouped_convolution():
-    from doubledip.engine.pointwise import as_convolutions
+    from doubledip.engine.nets.pointwise import as_convolutions
     from torch.utils.flop_counter import FlopCounterMode
 
     conv = PointwiseConv2d(16, 16, groups=2)

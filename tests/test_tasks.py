@@ -210,7 +210,7 @@ def test_channels_last_generator_is_the_same_function(cfg):
     (noise input of variance ~1e-5) cancels catastrophically, so both formats carry ~1% rounding
     in some gradients and only a float64 comparison separates the two."""
     torch.manual_seed(0)
-    plain = cfg.build().double()
+    plain = dd.SkipUNet(cfg).double()
     fast = copy.deepcopy(plain).set_memory_format(torch.channels_last)
     h, w = cfg.padded_size(64, 100)
     z = (torch.rand(1, cfg.in_channels, h, w, dtype=torch.float64) - 0.5) / 100

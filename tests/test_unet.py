@@ -3,8 +3,8 @@ import pytest
 import torch
 
 import doubledip as dd
-from doubledip.engine.pointwise import PointwiseConv2d
-from doubledip.engine.unet import SkipUNet
+from doubledip.engine.nets.pointwise import PointwiseConv2d
+from doubledip.engine.nets.unet import SkipUNet
 from doubledip.engine import config as cfgs
 
 TABLE = [  # (config, parameter count) as published
@@ -23,7 +23,7 @@ TABLE = [  # (config, parameter count) as published
 
 @pytest.mark.parametrize("cfg,count", TABLE)
 def test_parameter_counts_match_the_published_table(cfg, count):
-    net = cfg.build()
+    net = SkipUNet(cfg)
     assert isinstance(net, torch.nn.Module)
     assert sum(p.numel() for p in net.parameters()) == count
 
@@ -35,7 +35,7 @@ def test_named_presets_are_the_table_rows():
 
 def test_output_shape_range_and_non_square_input():
     torch.manual_seed(0)
-    net = dd.UNetConfig(2, 3, (8, 16, 32), (0, 0, 4), 3).build()
+    net = dd.SkipUNet(dd.UNetConfig(2, 3, (8, 16, 32), (0, 0, 4), 3))
     y = net(torch.rand(2, 2, 32, 48)).detach()
     assert y.shape == (2, 3, 32, 48)
     assert float(y.min()) > 0 and float(y.max()) < 1
@@ -43,7 +43,7 @@ def test_output_shape_range_and_non_square_input():
 
 def test_batch_statistics_are_used_even_after_eval():
     torch.manual_seed(0)
-    net = dd.UNetConfig(2, 1, (8, 16), (0, 4), 3).build()
+    net = dd.SkipUNet(dd.UNetConfig(2, 1, (8, 16), (0, 4), 3))
     z = torch.rand(1, 2, 16, 16)
     before = net(z)
     net.eval()
@@ -57,7 +57,7 @@ def test_size_rules():
     assert cfg.min_size == 96  # 5x5 kernels: the deepest level (H/32) must exceed its pad of 2
     assert cfg.padded_size(50, 200) == (96, 224)
     with pytest.raises(ValueError, match="divisible by 32"):
-        cfg.build()(torch.rand(1, 3, 96, 100))
+        SkipUNet(cfg)(torch.rand(1, 3, 96, 100))
 
 
 @pytest.mark.parametrize("kwargs,exc", [
@@ -92,10 +92,10 @@ def test_in_place_activations_compute_the_same_function():
     backward): outputs and every gradient equal those of out-of-place activations, bit for bit."""
     import copy
 
-    from doubledip.engine.norm import BatchNormAct2d
+    from doubledip.engine.nets.norm import BatchNormAct2d
 
     torch.manual_seed(0)
-    net = dd.UNetConfig(2, 3, (8, 16, 32), (0, 4, 4), 3).build()  # contiguous: the plain path
+    net = dd.SkipUNet(dd.UNetConfig(2, 3, (8, 16, 32), (0, 4, 4), 3))  # contiguous: the plain path
     plain = copy.deepcopy(net)
     for module in plain.modules():
         if isinstance(module, BatchNormAct2d):
@@ -122,7 +122,7 @@ def test_low_memory_recomputation_is_the_same_function(cfg, copies, fmt):
     (input included) and BatchNorm running statistics (updated once per forward), in float64."""
     import copy
 
-    from doubledip.engine.unet import SkipUNet
+    from doubledip.engine.nets.unet import SkipUNet
 
     torch.manual_seed(0)
     net = SkipUNet(cfg, copies=copies).double().set_memory_format(fmt)
@@ -151,7 +151,7 @@ def test_low_memory_recomputation_under_bf16_autocast():
     import copy
 
     torch.manual_seed(1)
-    net = dd.UNetConfig(2, 3, (8, 16, 32), (0, 4, 4), 3).build()
+    net = dd.SkipUNet(dd.UNetConfig(2, 3, (8, 16, 32), (0, 4, 4), 3))
     low = copy.deepcopy(net).set_low_memory(True)
     z = torch.rand(1, 2, 32, 64) / 100
     outs = []
@@ -173,7 +173,7 @@ def test_low_memory_backward_imports_neither_dynamo_nor_sympy():
     import sys
 
     code = ("import sys, torch, doubledip as dd\n"
-            "net = dd.UNetConfig(2, 3, (8, 16), (0, 4), 3).build().set_low_memory(True)\n"
+            "net = dd.SkipUNet(dd.UNetConfig(2, 3, (8, 16), (0, 4), 3)).set_low_memory(True)\n"
             "net(torch.rand(1, 2, 32, 32)).sum().backward()\n"
             "print(sorted(m for m in ('torch._dynamo', 'sympy') if m in sys.modules))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -186,7 +186,7 @@ def test_conv_biases_before_batch_norm_change_nothing():
     the net keeps the published parameter count."""
     import copy
 
-    from doubledip.engine import unet
+    from doubledip.engine.nets import unet
 
     torch.manual_seed(0)
     cfg = dd.UNetConfig(2, 3, (8, 16, 32), (0, 4, 4), 3)

@@ -68,12 +68,6 @@ class UNetConfig:
         m = self.size_multiple
         return tuple(max(self.min_size, -(-n // m) * m) for n in (h, w))
 
-    def build(self):
-        """The skip U-Net as an ``nn.Module`` (PyTorch default initialisation)."""
-        from doubledip.engine.unet import SkipUNet
-
-        return SkipUNet(self)
-
 
 # The configurations the method uses (ALGORITHM.md section 2 table).
 LAYER5 = UNetConfig(3, 3, (8, 16, 32, 64, 128), (0, 0, 0, 4, 4), 5)
@@ -116,7 +110,7 @@ class SolverConfig:
         and the merge's rest: the same function, the same bits on the CPU), and on glibc set
         the C allocator so freed memory leaves the process (blocks of 16 MiB and more mapped on
         their own, free heap pages returned before each recomputed segment; a process-wide
-        setting that stays after the run, see ``doubledip.engine.memory``). At 512 x 512 on a
+        setting that stays after the run, see ``doubledip.engine.nets.memory``). At 512 x 512 on a
         CPU about half the peak memory of the authors' code or less (separation 537 MB, dehazing
         524, watermark 536), at about 1.6-2x the CPU time per step (benchmarks/RESULTS.md).
     """

@@ -142,8 +142,8 @@ def _generator_modules(fitted: dict, names: list[str], explicit_bn: bool) -> dic
     """name -> (CPU float32 module mapping the fixed input to the cropped output, input tensor)."""
     import torch
 
-    from doubledip.engine.norm import BatchNormAct2d
-    from doubledip.engine.unet import SkipUNet
+    from doubledip.engine.nets.norm import BatchNormAct2d
+    from doubledip.engine.nets.unet import SkipUNet
 
     class BatchStatNorm2d(torch.nn.Module):
         """Batch norm with batch statistics, as plain ops (what training-mode BatchNorm2d computes)."""

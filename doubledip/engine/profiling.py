@@ -124,7 +124,7 @@ def bench(task: str, size: int = 256, device: str = "auto", batch: int = 1, step
     # FLOPs: the forward's convolutions counted, times 3 (each backward conv costs twice its
     # forward: input and weight gradients). Counting the backward directly is wrong for grouped
     # convolutions: torch's counter ignores ``groups`` there (over-counts by the copy count).
-    from doubledip.engine.pointwise import as_convolutions
+    from doubledip.engine.nets.pointwise import as_convolutions
 
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad(), as_convolutions():  # the method's work, not the GEMMs' zero blocks

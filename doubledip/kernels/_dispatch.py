@@ -101,7 +101,7 @@ def plain_layers():
 
 
 def cpp_layer_applies(x: torch.Tensor) -> bool:
-    """Whether a generator layer with a C++ path (``engine.norm``, ``.padding``, ``.upsample``) runs ``x`` on
+    """Whether a generator layer with a C++ path (``engine.nets.norm``, ``.padding``, ``.upsample``) runs ``x`` on
     the core: a 4-D channels-last float32 CPU tensor, outside tracing, export, ``torch.compile``
     and CPU autocast, when the CPU backend resolves to ``cpp``. Those layers have no Triton path:
     CUDA tensors and ``DOUBLEDIP_BACKEND=torch`` take PyTorch's own ops."""

@@ -19,7 +19,7 @@ from torch import nn
 from doubledip.engine.config import SolverConfig, UNetConfig
 from doubledip.engine.inputs import Augmentations, crop, noise_input, reflect_pad
 from doubledip.engine.solver import Problem, ProgressReporter, derive_seed
-from doubledip.engine.unet import SkipUNet
+from doubledip.engine.nets.unet import SkipUNet
 from doubledip.kernels import perturb
 
 
@@ -56,7 +56,7 @@ class ImageProblem(Problem):
         for seed in self.seeds:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(derive_seed(seed, 2))
-                per_image.append({name: cfg.build() for cfg, names in groups.values() for name in names})
+                per_image.append({name: SkipUNet(cfg) for cfg, names in groups.values() for name in names})
         self.members = {g: list(names) for g, (_, names) in groups.items()}
         self._unbound = None  # plain copies of the nets, made by fitted() after the run
         self.nets = nn.ModuleDict({

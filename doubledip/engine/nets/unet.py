@@ -8,8 +8,8 @@ channel block ``k``. One launch per layer serves all copies; ``K = 1`` is the pl
 
 The layers are PyTorch's, except where a same-function version is faster: BatchNorm with its
 LeakyReLU, reflection padding and the upsampling's backward run on the C++ core for
-channels-last float32 CPU data (``engine.norm``, ``.padding``, ``.upsample``); 1x1 convolutions
-as one GEMM (``engine.pointwise``); the biases before a BatchNorm are not added (``_conv``).
+channels-last float32 CPU data (``engine.nets.norm``, ``.padding``, ``.upsample``); 1x1 convolutions
+as one GEMM (``engine.nets.pointwise``); the biases before a BatchNorm are not added (``_conv``).
 """
 from __future__ import annotations
 
@@ -19,15 +19,15 @@ import torch
 from torch import nn
 
 from doubledip.engine.config import UNetConfig
-from doubledip.engine.memory import fix_mmap_threshold, release_free_heap
-from doubledip.engine.norm import BatchNormAct2d
-from doubledip.engine.padding import ReflectionPad2d
-from doubledip.engine.pointwise import PointwiseConv2d
-from doubledip.engine.upsample import BilinearUpsample
+from doubledip.engine.nets.memory import fix_mmap_threshold, release_free_heap
+from doubledip.engine.nets.norm import BatchNormAct2d
+from doubledip.engine.nets.padding import ReflectionPad2d
+from doubledip.engine.nets.pointwise import PointwiseConv2d
+from doubledip.engine.nets.upsample import BilinearUpsample
 
 
 def _bn_act(c: int, copies: int) -> list[nn.Module]:
-    """BatchNorm + LeakyReLU(0.2) as one module (fused on the CPU, see ``engine.norm``), then an
+    """BatchNorm + LeakyReLU(0.2) as one module (fused on the CPU, see ``engine.nets.norm``), then an
     empty slot where the activation module was: the Sequentials keep their indices, so the state
     dict keys and the low-memory segments below stay those of the plain layout.
 
@@ -95,7 +95,7 @@ class _Recompute(torch.autograd.Function):
     imports ``torch._dynamo`` on first use, +150 MB of resident memory on the CPU.)
 
     On the CPU it also sets glibc's allocator up so that freed memory leaves the process
-    (:mod:`doubledip.engine.memory`): without that the heap's holes, not the live tensors, set
+    (:mod:`doubledip.engine.nets.memory`): without that the heap's holes, not the live tensors, set
     the peak resident memory.
     """
 
