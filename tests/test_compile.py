@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import doubledip as dd
+from doubledip.engine.solver import RunContext
 from doubledip.engine import compiled as compiled_mod
 from doubledip.engine.tasks import dehazing, separation
 
@@ -74,9 +75,9 @@ def _float64(problem):
     return problem
 
 
-def _grads(problem, stage, k):
+def _grads(problem, stage, k, ctx=None):
     problem.nets.zero_grad(set_to_none=True)
-    loss = problem.step(stage, k, False, True).loss
+    loss = problem.step(stage, k, False, True, ctx).loss
     loss.backward()
     return loss.detach(), {n: p.grad.clone() for n, p in problem.nets.named_parameters() if p.grad is not None}
 
@@ -94,8 +95,8 @@ def test_compiled_generators_give_the_same_loss_and_gradients(task, counted):
     for net in problem.nets.values():
         net.set_memory_format(torch.contiguous_format)
     loss_eager, grads_eager = _grads(problem, 0, 2)
-    problem.compiled = compiled_mod.CompiledGenerators(problem.nets, torch.device("cpu"))
-    loss_compiled, grads_compiled = _grads(problem, 0, 2)
+    ctx = RunContext(compiled=compiled_mod.CompiledGenerators(problem.nets, torch.device("cpu")))
+    loss_compiled, grads_compiled = _grads(problem, 0, 2, ctx)
     assert counted.frame_count == len(problem.nets)
     assert float(loss_compiled) == pytest.approx(float(loss_eager), rel=1e-12)
     assert grads_compiled.keys() == grads_eager.keys()

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import doubledip as dd
+from doubledip.engine.solver import RunContext
 from doubledip.engine.solver import PlateauStop
 from doubledip.engine.tasks import pair, separation
 from doubledip.engine.io import load_image
@@ -49,10 +50,9 @@ def test_a_plateau_ends_the_run_and_the_best_result_is_kept(monkeypatch):
 def test_fast_mode_uses_bf16_generators_and_float32_losses():
     img = load_image(_image())
     problem = separation.SeparationProblem(img, (4,), [0])
-    problem.autocast_dtype = torch.bfloat16
     seen = []
     problem.nets["layers"].head.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
-    out = problem.step(0, 1, False, True)
+    out = problem.step(0, 1, False, True, RunContext(autocast_dtype=torch.bfloat16))
     assert seen == [torch.bfloat16]
     assert out.loss.dtype == torch.float32 and torch.isfinite(out.loss)
 
@@ -66,9 +66,9 @@ def test_fast_mode_runs_bf16_generators_on_cuda_only(monkeypatch):
     seen = []
     original = separation.SeparationProblem.step
 
-    def spy(self, *args, **kwargs):
-        seen.append(self.autocast_dtype)
-        return original(self, *args, **kwargs)
+    def spy(self, stage, k, last, log, ctx):
+        seen.append(ctx.autocast_dtype)
+        return original(self, stage, k, last, log, ctx)
 
     monkeypatch.setattr(separation.SeparationProblem, "step", spy)
     dd.separate(_image(), dd.SolverConfig(iterations=2, mode="fast", device="cpu"))

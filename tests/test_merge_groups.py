@@ -13,12 +13,12 @@ class _Apart(watermark.HintedWatermarkProblem):
     def begin_stage(self, stage):
         return False
 
-    def generate(self, group, inputs):
+    def generate(self, group, inputs, ctx=None):
         if group == watermark.JOINT:
-            (clean,) = super().generate("clean", inputs[:1])
-            (w,) = super().generate("watermark", inputs[1:])
+            (clean,) = super().generate("clean", inputs[:1], ctx)
+            (w,) = super().generate("watermark", inputs[1:], ctx)
             return [clean, w]
-        return super().generate(group, inputs)
+        return super().generate(group, inputs, ctx)
 
 
 def _problem(cls, batch):

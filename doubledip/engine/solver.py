@@ -9,13 +9,14 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 from torch import nn
 
 from doubledip.engine.adam import Adam
 from doubledip.engine.config import SolverConfig
+from doubledip.engine.nets.unet import SkipUNet
 
 # Adam's square root: "ieee", the single-pass fused CPU step (engine.adam)
 ADAM_SQRT = "ieee"
@@ -113,18 +114,35 @@ class OutputAverage:
             self.outputs[k].mul_(self.decay).add_(v.detach(), alpha=1.0 - self.decay)
 
 
+@dataclass
+class RunContext:
+    """What the solver tells a problem about the run, passed explicitly to every ``step``.
+
+    autocast_dtype: the generators' precision under autocast (None: float32; fast mode on CUDA:
+        bf16). compiled: the ``torch.compile``d groups (``engine.compiled.CompiledGenerators``,
+        group -> callable) or None for the eager nets. stopped_early_at: the iteration at which
+        the stopping rule ended the run (None: it ran to its cap); written by the solver only.
+    A problem never keeps the context: the solver owns it and returns it from ``run_problem``.
+    """
+
+    autocast_dtype: Optional[torch.dtype] = None
+    compiled: Any = None
+    stopped_early_at: Optional[int] = None
+
+
 class Problem:
     """A task's optimisation problem. Subclasses set ``nets`` and ``stage_iterations`` and
-    implement :meth:`step`; :meth:`stop_requested` may end a stage early (a 0-dim bool tensor)."""
+    implement :meth:`step`; the other hooks have working defaults."""
 
     nets: nn.ModuleDict
     stage_iterations: tuple[int, ...]
     # early stopping needs best-result tracking: tasks whose result is the last iteration's don't stop
     tracks_best: bool = False
-    stopped_early_at: Optional[int] = None
 
-    def step(self, stage: int, k: int, last: bool, log: bool) -> Step:  # pragma: no cover - interface
-        """One iteration's loss; ``log``: the loop will read this step's values (measure PSNR)."""
+    def step(self, stage: int, k: int, last: bool, log: bool = False,
+             ctx: Optional[RunContext] = None) -> Step:  # pragma: no cover - interface
+        """One iteration's loss; ``log``: the loop will read this step's values (measure PSNR);
+        ``ctx``: the run's context (None: eager float32 nets, as a direct call wants)."""
         raise NotImplementedError
 
     def end_stage(self, stage: int) -> None:
@@ -141,11 +159,14 @@ class Problem:
         return 1.0
 
     def stop_requested(self, stage: int) -> Optional[torch.Tensor]:
+        """A 0-dim bool tensor that ends the stage when true (read at logged steps), or None."""
         return None
 
-    # Optional: ``callback_outputs()`` -> the first image's current result fields (numpy), handed
-    # to the callback as ``record["outputs"]`` at logged steps (tasks whose result is the tracked
-    # best define it; the quality suite scores them into curves).
+    def callback_outputs(self) -> Optional[dict]:
+        """The first image's current result fields (numpy), handed to the callback as
+        ``record["outputs"]`` at logged steps, or None. Tasks whose result is the tracked best
+        define it; the quality suite scores them into curves."""
+        return None
 
 
 class ProgressReporter:
@@ -225,44 +246,45 @@ def fast_autocast_dtype(device: torch.device) -> Optional[torch.dtype]:
 
 
 def run_problem(problem: Problem, config: SolverConfig, lr: float, reporter: ProgressReporter,
-                extra: Optional[dict] = None, first_iteration: int = 0) -> None:
+                extra: Optional[dict] = None, first_iteration: int = 0) -> RunContext:
     """Optimise ``problem`` stage by stage: a fresh Adam over all nets' parameters per stage.
-    ``first_iteration`` numbers the history when one call is a later part of a run (a pass)."""
-    if config.mode == "fast" and hasattr(problem, "autocast_dtype"):
-        problem.autocast_dtype = fast_autocast_dtype(config.resolve_device())
+    ``first_iteration`` numbers the history when one call is a later part of a run (a pass).
+    Returns the run's context (``stopped_early_at`` says whether and where it stopped early)."""
+    ctx = RunContext(autocast_dtype=fast_autocast_dtype(config.resolve_device()) if config.mode == "fast" else None)
     stopper = PlateauStop() if config.stops_early and problem.tracks_best else None
-    _prepare_nets(problem, config)
+    _prepare_nets(problem, config, ctx)
     previous_threads = torch.get_num_threads()
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     try:
-        _optimise(problem, config, lr, reporter, extra, first_iteration, stopper)
+        _optimise(problem, config, lr, reporter, extra, first_iteration, stopper, ctx)
     finally:
         torch.set_num_threads(previous_threads)
+    return ctx
 
 
-def _prepare_nets(problem: Problem, config: SolverConfig) -> None:
+def _prepare_nets(problem: Problem, config: SolverConfig, ctx: RunContext) -> None:
     """The run's settings on every net: memory format, low memory, compiled groups."""
     fmt = torch.channels_last if config.channels_last else torch.contiguous_format
     for net in problem.nets.values():
-        if hasattr(net, "set_memory_format"):
+        if isinstance(net, SkipUNet):  # other nets (learned scalars) have no layout to set
             net.set_memory_format(fmt)
             net.set_low_memory(config.low_memory)
-    if config.compile and hasattr(problem, "compiled"):
+    if config.compile:
         from doubledip.engine.compiled import CompiledGenerators  # imports torch._dynamo: only here
 
-        problem.compiled = CompiledGenerators(problem.nets, next(problem.nets.parameters()).device)
+        ctx.compiled = CompiledGenerators(problem.nets, next(problem.nets.parameters()).device)
 
 
 def _optimise(problem: Problem, config: SolverConfig, lr: float, reporter: ProgressReporter,
-              extra: Optional[dict], first_iteration: int, stopper: Optional["PlateauStop"]) -> None:
+              extra: Optional[dict], first_iteration: int, stopper: Optional["PlateauStop"],
+              ctx: RunContext) -> None:
     params = [p for p in problem.nets.parameters() if p.requires_grad]
     done_before = first_iteration
     for stage, T in enumerate(problem.stage_iterations):
         if problem.begin_stage(stage):
-            _prepare_nets(problem, config)
+            _prepare_nets(problem, config, ctx)
             params = [p for p in problem.nets.parameters() if p.requires_grad]
-        compiled = getattr(problem, "compiled", None)
         # the fused CPU step in one pass: torch.optim.Adam's update but for the square roots'
         # last-ulp rounding (MKL's sqrt is not correctly rounded; see engine.adam)
         optimizer = Adam(params, lr=lr, sqrt=ADAM_SQRT)
@@ -271,9 +293,9 @@ def _optimise(problem: Problem, config: SolverConfig, lr: float, reporter: Progr
             last = k == T - 1
             log = (k + 1) % config.log_every == 0 or last
             optimizer.zero_grad()
-            if compiled is not None:
-                compiled.step_begin()
-            out = problem.step(stage, k, last, log)
+            if ctx.compiled is not None:
+                ctx.compiled.step_begin()
+            out = problem.step(stage, k, last, log, ctx)
             out.loss.backward()
             optimizer.lr = lr * problem.lr_scale(stage, k)
             optimizer.step()
@@ -284,9 +306,8 @@ def _optimise(problem: Problem, config: SolverConfig, lr: float, reporter: Progr
                 record.update({name: t.detach() for name, t in out.terms.items()})
                 if extra:
                     record.update(extra)
-                outputs = None
-                if config.callback is not None and hasattr(problem, "callback_outputs"):
-                    outputs = problem.callback_outputs()  # host copies: only when someone listens
+                # host copies of the current result: only when someone listens
+                outputs = problem.callback_outputs() if config.callback is not None else None
                 reporter.log(record, since_log, outputs)
                 since_log = 0
                 stop = problem.stop_requested(stage)
@@ -294,7 +315,7 @@ def _optimise(problem: Problem, config: SolverConfig, lr: float, reporter: Progr
                     break
                 if (stopper is not None and stage == len(problem.stage_iterations) - 1
                         and stopper.should_stop(done_before + k, record["psnr"])):
-                    problem.stopped_early_at = done_before + k
+                    ctx.stopped_early_at = done_before + k
                     break
         problem.end_stage(stage)
         done_before += T

@@ -18,7 +18,7 @@ from torch import nn
 
 from doubledip.engine.config import SolverConfig, UNetConfig
 from doubledip.engine.inputs import Augmentations, crop, noise_input, reflect_pad
-from doubledip.engine.solver import Problem, ProgressReporter, derive_seed
+from doubledip.engine.solver import Problem, ProgressReporter, RunContext, derive_seed
 from doubledip.engine.nets.unet import SkipUNet
 from doubledip.kernels import perturb
 
@@ -33,6 +33,10 @@ def resolve(config: SolverConfig | None, **shortcuts) -> SolverConfig:
     return config.replace(**changes) if changes else config
 
 
+# what a step called without the solver's context runs: the eager float32 nets
+PLAIN_RUN = RunContext()
+
+
 class ImageProblem(Problem):
     """Base of the tasks' problems: per-image seeds, a device, a padded working size, net groups."""
 
@@ -45,8 +49,6 @@ class ImageProblem(Problem):
         hs, ws = zip(*(cfg.padded_size(*size) for cfg in net_configs))
         self.padded = (max(hs), max(ws))
         self.generators = [torch.Generator().manual_seed(derive_seed(s, 1)) for s in self.seeds]
-        self.autocast_dtype = None  # set by the solver: bf16 generators in fast mode on CUDA
-        self.compiled = None  # set by the solver when config.compile: CompiledGenerators (group -> callable)
 
     def build(self, groups: dict[str, tuple[UNetConfig, list[str]]]) -> None:
         """Create the nets: ``groups`` maps a group name to (config, member names). Each image's
@@ -78,18 +80,20 @@ class ImageProblem(Problem):
         self.nets[into] = SkipUNet.stack(order)
         self._unbound = None
 
-    def generate(self, group: str, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Run a group: one B x Cin x H x W input per member -> one B x Cout x H x W output per member."""
-        net = self.nets[group] if self.compiled is None else self.compiled[group]
+    def generate(self, group: str, inputs: list[torch.Tensor], ctx: RunContext | None = None) -> list[torch.Tensor]:
+        """Run a group: one B x Cin x H x W input per member -> one B x Cout x H x W output per
+        member; ``ctx`` (the solver's) says whether to run compiled and in which precision."""
+        ctx = ctx or PLAIN_RUN
+        net = self.nets[group] if ctx.compiled is None else ctx.compiled[group]
         members = len(self.members[group])
         if len(inputs) != members:
             raise ValueError(f"group {group!r} has {members} members, got {len(inputs)} inputs")
         B, _, H, W = inputs[0].shape
         x = torch.stack(inputs, 1).reshape(1, -1, H, W)  # copy index = b * members + m
-        if self.autocast_dtype is None:
+        if ctx.autocast_dtype is None:
             y = net(x)
         else:  # low-precision generators; the losses stay in float32
-            with torch.autocast(x.device.type, dtype=self.autocast_dtype):
+            with torch.autocast(x.device.type, dtype=ctx.autocast_dtype):
                 y = net(x)
             y = y.float()
         y = y.reshape(B, members, -1, H, W)

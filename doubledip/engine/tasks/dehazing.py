@@ -12,7 +12,7 @@ from doubledip.engine.io import load_image
 from doubledip.engine.losses import blend_sum, mse_sum, psnr, std_loss
 from doubledip.engine.post import dcp_transmission, estimate_airlight, guided_filter, resize
 from doubledip.engine.results import DehazeResult
-from doubledip.engine.solver import BestTracker, Step, run_problem, split_iterations
+from doubledip.engine.solver import RunContext, BestTracker, Step, run_problem, split_iterations
 from doubledip.engine.tasks.common import ImageProblem, hwc, item_history, resolve, same_size, timed_run
 
 PASS_ITERATIONS = 4000
@@ -60,14 +60,14 @@ class DehazeProblem(ImageProblem):
         self.stage_iterations = iterations
         self.tracker = BestTracker(strict=True)
 
-    def step(self, stage: int, k: int, last: bool, log: bool = False) -> Step:
+    def step(self, stage: int, k: int, last: bool, log: bool = False, ctx: RunContext | None = None) -> Step:
         sigma = 0.0 if last else SIGMA
         z_image = self.perturbed(self.inputs["image"], sigma, stage, k, 0)
         if self.learn:  # the image and airlight nets share an architecture: one grouped launch
-            J, A = self.generate("image", [z_image, self.perturbed(self.inputs["airlight"], sigma, stage, k, 1)])
+            J, A = self.generate("image", [z_image, self.perturbed(self.inputs["airlight"], sigma, stage, k, 1)], ctx)
         else:
-            (J,), A = self.generate("image", [z_image]), self.airlight0
-        (t,) = self.generate("transmission", [self.inputs["transmission"]])  # never perturbed
+            (J,), A = self.generate("image", [z_image], ctx), self.airlight0
+        (t,) = self.generate("transmission", [self.inputs["transmission"]], ctx)  # never perturbed
         recon = blend_sum(t, J, A.expand_as(J), self.target, "mse")
         loss = recon + STD_T * std_loss(t)
         if self.t_prior is not None:

@@ -11,7 +11,7 @@ from doubledip.engine.config import LAYER5, UNetConfig, SolverConfig
 from doubledip.engine.io import load_image
 from doubledip.engine.losses import blend_sum, exclusion_sum, mse_sum, psnr
 from doubledip.engine.results import PairSeparationResult
-from doubledip.engine.solver import BestTracker, Step, run_problem, split_iterations
+from doubledip.engine.solver import RunContext, BestTracker, Step, run_problem, split_iterations
 from doubledip.engine.tasks.common import ImageProblem, hwc, item_history, resolve, same_size, timed_run
 
 DEFAULT_ITERATIONS = (4000,)
@@ -53,20 +53,20 @@ class PairProblem(ImageProblem):
         self.stage_iterations = iterations
         self.tracker = BestTracker(strict=True)
 
-    def alphas(self) -> list[torch.Tensor]:
+    def alphas(self, ctx: RunContext | None = None) -> list[torch.Tensor]:
         """``0.9 * A(z)[centre pixel] + 0.05`` per mixture, each B x 1 x 1 x 1. (The reference runs
         a whole U-Net at full resolution for this one number; reference mode keeps that.)"""
         if self.scalar_alphas:
             alphas = 0.05 + 0.9 * torch.sigmoid(self.nets["alpha_logits"].logits)  # B x 2
             return [alphas[:, i].view(-1, 1, 1, 1) for i in range(2)]
         h, w = self.padded
-        outs = self.generate("alphas", [self.inputs["alpha_0"], self.inputs["alpha_1"]])
+        outs = self.generate("alphas", [self.inputs["alpha_0"], self.inputs["alpha_1"]], ctx)
         return [o[:, :, h // 2:h // 2 + 1, w // 2:w // 2 + 1] * 0.9 + 0.05 for o in outs]
 
-    def step(self, stage: int, k: int, last: bool, log: bool = False) -> Step:
+    def step(self, stage: int, k: int, last: bool, log: bool = False, ctx: RunContext | None = None) -> Step:
         # no input perturbation in this task
-        y0, y1 = self.generate("layers", [self.inputs["layer_0"], self.inputs["layer_1"]])
-        a0, a1 = self.alphas()
+        y0, y1 = self.generate("layers", [self.inputs["layer_0"], self.inputs["layer_1"]], ctx)
+        a0, a1 = self.alphas(ctx)
         recon = blend_sum(a0, y0, y1, self.targets[0], "mse") + blend_sum(a1, y0, y1, self.targets[1], "mse")
         excl = exclusion_sum(y0, y1)
         loss = recon + EXCLUSION_WEIGHT * excl

@@ -10,7 +10,7 @@ from doubledip.engine.io import load_hint, load_image
 from doubledip.engine.losses import blend_sum, gray_loss, l1_sum, masked_l1, psnr
 from doubledip.engine.post import guided_filter
 from doubledip.engine.results import SegmentationResult
-from doubledip.engine.solver import Step, run_problem, split_iterations
+from doubledip.engine.solver import RunContext, Step, run_problem, split_iterations
 from doubledip.engine.tasks.common import ImageProblem, hwc, item_history, resolve, same_size, timed_run
 
 DEFAULT_ITERATIONS = (2000, 4000)
@@ -51,11 +51,11 @@ class SegmentationProblem(ImageProblem):
         self.stage_ends: list[tuple[torch.Tensor, dict]] = []
         self.stopped = None  # (B,) bool on the device, stage 2 only
 
-    def step(self, stage: int, k: int, last: bool, log: bool = False) -> Step:
+    def step(self, stage: int, k: int, last: bool, log: bool = False, ctx: RunContext | None = None) -> Step:
         sigma = noise_sigma(stage, k, last)
         left, right = self.generate("layers", [self.perturbed(self.inputs["foreground"], sigma, stage, k, 0),
-                                               self.perturbed(self.inputs["background"], sigma, stage, k, 1)])
-        (m,) = self.generate("mask", [self.perturbed(self.inputs["mask"], sigma, stage, k, 2)])
+                                               self.perturbed(self.inputs["background"], sigma, stage, k, 1)], ctx)
+        (m,) = self.generate("mask", [self.perturbed(self.inputs["mask"], sigma, stage, k, 2)], ctx)
         terms = {}
         if stage == 0:
             if self.hinted:

@@ -10,7 +10,7 @@ from doubledip.engine.inputs import Augmentations, unaugment
 from doubledip.engine.io import load_image
 from doubledip.engine.losses import blend_sum, exclusion_sum, psnr
 from doubledip.engine.results import SeparationResult
-from doubledip.engine.solver import BestTracker, OutputAverage, Step, run_problem, split_iterations
+from doubledip.engine.solver import RunContext, BestTracker, OutputAverage, Step, run_problem, split_iterations
 from doubledip.engine.tasks.common import ImageProblem, hwc, item_history, resolve, same_size, timed_run
 
 DEFAULT_ITERATIONS = (8000,)
@@ -75,11 +75,11 @@ class SeparationProblem(ImageProblem):
         averaged layers; reference mode: the best-tracked ones)."""
         return (self.average if self.fast else self.tracker).outputs
 
-    def step(self, stage: int, k: int, last: bool, log: bool = False) -> Step:
+    def step(self, stage: int, k: int, last: bool, log: bool = False, ctx: RunContext | None = None) -> Step:
         sigma = noise_sigma(k, last, FAST_SIGMA_AFTER_RAMP) if self.fast else noise_sigma(k, last)
         a = augmentation_index(k, last)
         y0, y1 = self.generate("layers", [self.perturbed(self.inputs[0][a], sigma, k, 0),
-                                          self.perturbed(self.inputs[1][a], sigma, k, 1)])
+                                          self.perturbed(self.inputs[1][a], sigma, k, 1)], ctx)
         recon = blend_sum(None, y0, y1, self.targets[a], "l1")
         excl = exclusion_sum(y0, y1)
         loss = recon + EXCLUSION_WEIGHT * excl

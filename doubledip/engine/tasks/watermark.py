@@ -11,7 +11,7 @@ from doubledip.engine.io import load_hint, load_image
 from doubledip.engine.losses import blend_sum, masked_l1, psnr
 from doubledip.engine.post import median_of_runs
 from doubledip.engine.results import MultiWatermarkResult, WatermarkResult
-from doubledip.engine.solver import Step, derive_seed, run_problem, split_iterations
+from doubledip.engine.solver import RunContext, Step, derive_seed, run_problem, split_iterations
 from doubledip.engine.tasks.common import ImageProblem, hwc, item_history, resolve, same_size, timed_run
 
 DEFAULT_LR = 1e-3
@@ -58,20 +58,20 @@ class HintedWatermarkProblem(ImageProblem):
             return True
         return False
 
-    def step(self, stage: int, k: int, last: bool, log: bool = False) -> Step:
+    def step(self, stage: int, k: int, last: bool, log: bool = False, ctx: RunContext | None = None) -> Step:
         a = augmentation_index(k, last)
         sigma = ramp_sigma(k, last, 300 if stage == 0 else 700)
         target, h = self.targets[a], self.hints[a]
         clean_in = self.perturbed(self.inputs["clean"][a], sigma, stage, k, 0)
         if stage == 0:
-            (clean,) = self.generate("clean", [clean_in])
+            (clean,) = self.generate("clean", [clean_in], ctx)
         else:
             watermark_in = self.perturbed(self.inputs["watermark"][a], sigma, stage, k, 1)
-            clean, w = self.generate(JOINT, [clean_in, watermark_in])
+            clean, w = self.generate(JOINT, [clean_in, watermark_in], ctx)
         loss = masked_l1(clean, target, 1 - h)
         quality = None
         if stage == 1:
-            (m,) = self.generate("mask", [self.inputs["mask"][a]])  # the mask input is never perturbed
+            (m,) = self.generate("mask", [self.inputs["mask"][a]], ctx)  # the mask input is never perturbed
             # 0.5 * L1(h*m*w + (1-m)*clean, I): the blend with a = h*w
             loss = loss + 0.5 * blend_sum(m, h * w, clean, target, "l1")
             if last or log:
@@ -97,13 +97,13 @@ class MultiWatermarkProblem(ImageProblem):
         self.stage_iterations = iterations
         self.outputs = None
 
-    def step(self, stage: int, k: int, last: bool, log: bool = False) -> Step:
+    def step(self, stage: int, k: int, last: bool, log: bool = False, ctx: RunContext | None = None) -> Step:
         a = augmentation_index(k, last)
         sigma = ramp_sigma(k, last, 400)  # the clean nets' inputs only
-        (w,) = self.generate("watermark", [self.inputs["watermark"][a]])
-        (m,) = self.generate("mask", [self.inputs["mask"][a]])
+        (w,) = self.generate("watermark", [self.inputs["watermark"][a]], ctx)
+        (m,) = self.generate("mask", [self.inputs["mask"][a]], ctx)
         cleans = self.generate("cleans", [self.perturbed(self.inputs[n][a], sigma, stage, k, i)
-                                          for i, n in enumerate(self.clean_names)])
+                                          for i, n in enumerate(self.clean_names)], ctx)
         targets = [t[a] for t in self.targets]  # each augmented copy made once per step
         loss = sum(blend_sum(m, w, c, targets[i], "l1") for i, c in enumerate(cleans))
         quality = None
