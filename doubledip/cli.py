@@ -131,7 +131,7 @@ def _bench(args) -> int:
     import json
 
     from doubledip.engine.config import SolverConfig
-    from doubledip.engine.profiling import bench, format_rows
+    from doubledip.bench import bench, format_rows
 
     try:
         SolverConfig(device=args.device).resolve_device()

@@ -14,7 +14,7 @@ import time
 import torch
 
 from doubledip.engine.adam import Adam
-from doubledip.engine.solver import ADAM_SQRT, fast_autocast_dtype
+from doubledip.engine.solver import ADAM_SQRT, RunContext, fast_autocast_dtype
 from doubledip.engine.config import SolverConfig
 
 TASKS = ("separate", "separate_pair", "segment", "dehaze", "remove_watermark")
@@ -56,7 +56,6 @@ def make_step(task: str, size: int, batch: int, device: torch.device, channels_l
     problem, stage, default_iterations = _problem(task, size, batch, device)
     for s in range(stage + 1):  # the nets as the solver has them in that stage
         problem.begin_stage(s)
-    problem.autocast_dtype = autocast_dtype
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     for net in problem.nets.values():
         if hasattr(net, "set_memory_format"):
@@ -64,24 +63,23 @@ def make_step(task: str, size: int, batch: int, device: torch.device, channels_l
     optimizer = Adam([p for p in problem.nets.parameters() if p.requires_grad], lr=1e-3, sqrt=ADAM_SQRT)
     k = [10]
 
-    compiled = None
+    ctx = RunContext(autocast_dtype=autocast_dtype)
     if compile:
         from doubledip.engine.compiled import CompiledGenerators
 
-        compiled = CompiledGenerators(problem.nets, device)
+        ctx.compiled = CompiledGenerators(problem.nets, device)
+    eager = RunContext(autocast_dtype=autocast_dtype)
 
     def step():
         optimizer.zero_grad()
-        problem.compiled = compiled
-        if compiled is not None:
-            compiled.step_begin()
-        problem.step(stage, k[0], False, False).loss.backward()
+        if ctx.compiled is not None:
+            ctx.compiled.step_begin()
+        problem.step(stage, k[0], False, False, ctx).loss.backward()
         optimizer.step()
         k[0] += 1
 
     def forward_only():
-        problem.compiled = None
-        return problem.step(stage, k[0], False, False).loss
+        return problem.step(stage, k[0], False, False, eager).loss
 
     return step, forward_only, default_iterations
 
