@@ -36,9 +36,15 @@ __all__ = sorted(_PUBLIC)
 
 def __getattr__(name: str):
     module = _PUBLIC.get(name)
-    if module is None:
-        raise AttributeError(f"module 'doubledip' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    if module is not None:
+        value = getattr(importlib.import_module(module), name)
+    else:  # a task registered by a module of its own: dd.<task name> is its API function
+        from doubledip.engine.tasks import registry
+
+        spec = next((s for s in registry.tasks() if s.name == name), None) if not name.startswith("_") else None
+        if spec is None:
+            raise AttributeError(f"module 'doubledip' has no attribute {name!r}")
+        return spec.run
     globals()[name] = value  # later lookups skip this function
     return value
 

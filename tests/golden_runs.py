@@ -41,7 +41,7 @@ def runs() -> dict:
     return {
         "separate": lambda: dd.separate(_image(0), cfg),
         "separate_pair": lambda: dd.separate_pair(_image(0), _image(1), cfg),
-        "segment": lambda: dd.segment(_image(0), fg, bg, config=cfg),
+        "segment": lambda: dd.segment(_image(0), cfg, fg_hint=fg, bg_hint=bg),
         "segment_no_hints": lambda: dd.segment(_image(0), config=cfg),
         "dehaze": lambda: dd.dehaze(_image(0), cfg),
         "dehaze_given_airlight": lambda: dd.dehaze(_image(0), cfg, airlight=[0.8, 0.75, 0.7], passes=1),

@@ -64,7 +64,7 @@ def test_an_eager_fit_does_not_import_dynamo():
         "hint = np.zeros((40, 40), np.float32); hint[10:20, 10:30] = 1\n"
         "cfg = dd.SolverConfig(iterations=3, repeats=1, device='cpu')\n"
         "dd.separate(img, cfg); dd.separate_pair(img, img[::-1].copy(), cfg); dd.dehaze(img, cfg)\n"
-        "dd.segment(img, hint, 1 - hint, cfg); dd.remove_watermark(img, hint, cfg)\n"
+        "dd.segment(img, cfg, fg_hint=hint, bg_hint=1 - hint); dd.remove_watermark(img, hint, cfg)\n"
         "dd.remove_watermark_multi([img, img[:, ::-1].copy()], cfg)\n"
         "print('dynamo' if 'torch._dynamo' in sys.modules else 'ok')\n"
     )

@@ -138,7 +138,7 @@ CASES = {
     "separate_pair": ([(_image(0), _image(2)), (_image(1), _image(3))], {},
                       lambda im, c, i: dd.separate_pair(*im, c)),
     "segment": ([_image(0), _image(1)], {"fg_hints": [_hint(), _hint(2)], "bg_hints": [1 - _hint(), 1 - _hint(2)]},
-                lambda im, c, i: dd.segment(im, _hint(2 * i), 1 - _hint(2 * i), c)),
+                lambda im, c, i: dd.segment(im, c, fg_hint=_hint(2 * i), bg_hint=1 - _hint(2 * i))),
     "dehaze": ([_image(0), _image(1)], {"passes": 1}, lambda im, c, i: dd.dehaze(im, c, passes=1)),
     "remove_watermark": ([_image(0), _image(1)], {"hints": [_hint(), _hint(2)]},
                          lambda im, c, i: dd.remove_watermark(im, _hint(2 * i), c)),
@@ -164,7 +164,7 @@ def test_batch_returns_what_one_at_a_time_runs_return(task):
 
 
 def test_batch_errors():
-    with pytest.raises(ValueError, match="task must be one of"):
+    with pytest.raises(ValueError, match=r"unknown task 'colorize'; expected one of \[.*'separate'"):
         dd.batch("colorize", [_image(0)])
     with pytest.raises(ValueError, match="jointly"):
         dd.batch("remove_watermark_multi", [_image(0)])

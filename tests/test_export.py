@@ -36,7 +36,7 @@ TASKS = {
     # key: (fit, names, ONNX exporter used in the parity test)
     "separate": (lambda c: dd.separate(IMG, c), ["layer_0", "layer_1"], "legacy"),
     "separate_pair": (lambda c: dd.separate_pair(IMG, IMG2, c), ["layer_0", "layer_1", "alpha_0", "alpha_1"], "legacy"),
-    "segment": (lambda c: dd.segment(IMG, HINT, 1 - HINT, c), ["foreground", "background", "mask"], "dynamo"),
+    "segment": (lambda c: dd.segment(IMG, c, fg_hint=HINT, bg_hint=1 - HINT), ["foreground", "background", "mask"], "dynamo"),
     "dehaze": (lambda c: dd.dehaze(IMG, c, passes=1, airlight=[0.8, 0.8, 0.9]), ["image", "transmission"], "dynamo"),
     "dehaze_learned": (lambda c: dd.dehaze(IMG, c), ["image", "transmission", "airlight"], "legacy"),
     "remove_watermark": (lambda c: dd.remove_watermark(IMG, HINT, c), ["clean", "watermark", "mask"], "legacy"),

@@ -40,7 +40,7 @@ TASKS = {
     "dehaze": (lambda c: dd.dehaze(_image(), c), {"image", "transmission", "airlight"}),
     "separate": (lambda c: dd.separate(_image(), c), {"layers", "reconstruction"}),
     "separate_pair": (lambda c: dd.separate_pair(_image(0), _image(1), c), {"layers", "alphas"}),
-    "segment": (lambda c: dd.segment(_image(), *_fg_bg(), config=c), {"mask", "soft_mask", "foreground", "background"}),
+    "segment": (lambda c: dd.segment(_image(), c, fg_hint=_fg_bg()[0], bg_hint=_fg_bg()[1]), {"mask", "soft_mask", "foreground", "background"}),
     "segment_no_hints": (lambda c: dd.segment(_image(), config=c), {"mask", "soft_mask", "foreground", "background"}),
     "remove_watermark": (lambda c: dd.remove_watermark(_image(), _hint(), c), {"image", "watermark", "mask"}),
     "remove_watermark_multi": (lambda c: dd.remove_watermark_multi([_image(0), _image(1), _image(2)], c),
@@ -185,7 +185,7 @@ def test_bad_hints_and_image_sets():
     with pytest.raises(ValueError, match="both fg_hint and bg_hint"):
         dd.segment(img, fg_hint=fg, config=cfg)
     with pytest.raises(ValueError, match="all zero"):
-        dd.segment(img, fg, np.zeros_like(bg), config=cfg)
+        dd.segment(img, cfg, fg_hint=fg, bg_hint=np.zeros_like(bg))
     with pytest.raises(ValueError, match="at least 2 images"):
         dd.remove_watermark_multi([img], cfg)
     with pytest.raises(ValueError, match="one size"):
@@ -248,8 +248,8 @@ def test_threads_apply_during_the_run_only():
 def test_compiled_generators_compute_the_same_first_iteration():
     """torch.compile of the generators (slow: a cold compile takes about a minute here)."""
     fg, bg = _fg_bg()
-    eager = dd.segment(_image(), fg, bg, dd.SolverConfig(iterations=2, seed=1, log_every=1))
-    compiled = dd.segment(_image(), fg, bg, dd.SolverConfig(iterations=2, seed=1, log_every=1, compile=True))
+    eager = dd.segment(_image(), dd.SolverConfig(iterations=2, seed=1, log_every=1), fg_hint=fg, bg_hint=bg)
+    compiled = dd.segment(_image(), dd.SolverConfig(iterations=2, seed=1, log_every=1, compile=True), fg_hint=fg, bg_hint=bg)
     assert compiled.history[0]["loss"] == pytest.approx(eager.history[0]["loss"], rel=1e-5)
 
 

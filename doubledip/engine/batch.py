@@ -3,18 +3,16 @@
 Every image keeps its own nets, noise and seed (image i uses ``config.seed + i``), and losses are
 summed over images, so each image gets the result a run of its own would give (up to float
 rounding: see the tests); same-architecture nets of all images run as one grouped launch per
-layer. This is the throughput mode for GPUs; on a CPU it saves little.
+layer. This is the throughput mode for GPUs; on a CPU it saves little. Which tasks batch, and
+which options they take, comes from the task registry.
 """
 from __future__ import annotations
 
 from typing import Any
 
 from doubledip.engine.config import SolverConfig
+from doubledip.engine.tasks import registry
 from doubledip.engine.tasks.common import resolve
-
-TASK_ALIASES = {"separate-pair": "separate_pair", "remove-watermark": "remove_watermark",
-                "remove-watermark-multi": "remove_watermark_multi"}
-BATCHED = ("dehaze", "separate", "separate_pair", "segment", "remove_watermark")
 
 
 def _as_list(name: str, value: Any, n: int) -> list:
@@ -28,44 +26,31 @@ def _as_list(name: str, value: Any, n: int) -> list:
 def batch(task: str, images, config: SolverConfig | None = None, **options) -> list:
     """Run ``task`` on every entry of ``images`` in one batched run; returns one result per entry.
 
-    task: "dehaze", "separate", "separate_pair" (entries are (image1, image2) pairs), "segment"
-    (options ``fg_hints``/``bg_hints``: lists), "remove_watermark" (option ``hints``: a list).
-    Other options are the task's own (``airlight``, ``learn_airlight``, ``passes`` for dehaze).
-    All images must have one size.
+    task: a task's API or CLI name (``"dehaze"``, ``"separate"``, ``"separate_pair"``: entries are
+    (image1, image2) pairs, ``"segment"``: options ``fg_hints``/``bg_hints`` as lists,
+    ``"remove_watermark"``: option ``hints``, a list). Other options are the task's own and shared
+    by all images (``airlight``, ``learn_airlight``, ``passes`` for dehaze). All images must
+    have one size.
     """
-    from doubledip.engine.tasks import dehazing, pair, segmentation, separation, watermark
-
-    name = TASK_ALIASES.get(task, task) if isinstance(task, str) else task
-    if name == "remove_watermark_multi":
-        raise ValueError("batch: remove_watermark_multi already fits several images jointly; "
-                         "call dd.remove_watermark_multi(images) per set instead")
-    if name not in BATCHED:
-        raise ValueError(f"batch: task must be one of {BATCHED}, got {task!r}")
+    spec = registry.get(task)
+    if spec.run_many is None:
+        raise ValueError(f"batch: {spec.name} cannot be batched: {spec.not_batched or 'it has no batched run'}")
     if isinstance(images, (str, bytes)) or not hasattr(images, "__len__"):
         raise TypeError(f"batch: images must be a list, got {type(images).__name__}")
     images = list(images)
     if not images:
         raise ValueError("batch: images is empty; expected at least one image")
     config = resolve(config)
-    allowed = {"dehaze": {"airlight", "learn_airlight", "passes"}, "segment": {"fg_hints", "bg_hints"},
-               "remove_watermark": {"hints"}}.get(name, set())
+    allowed = spec.batch_options()
     unknown = set(options) - allowed
     if unknown:
-        raise TypeError(f"batch: unexpected options for {name}: {sorted(unknown)} (accepted: {sorted(allowed)})")
+        raise TypeError(f"batch: unexpected options for {spec.name}: {sorted(unknown)} (accepted: {sorted(allowed)})")
     n = len(images)
-    if name == "separate":
-        return separation.separate_many(images, config)
-    if name == "separate_pair":
-        return pair.separate_pair_many(images, config)
-    if name == "dehaze":
-        airlight = options.get("airlight")
-        return dehazing.dehaze_many(images, config, airlight, options.get("learn_airlight", False),
-                                    options.get("passes"))
-    if name == "segment":
-        fg, bg = options.get("fg_hints"), options.get("bg_hints")
-        fg = _as_list("fg_hints", fg, n) if fg is not None else None
-        bg = _as_list("bg_hints", bg, n) if bg is not None else None
-        return segmentation.segment_many(images, fg, bg, config)
-    if "hints" not in options:
-        raise ValueError("batch: remove_watermark needs hints=[...], one per image")
-    return watermark.remove_watermark_many(images, _as_list("hints", options["hints"], n), config)
+    for item in spec.inputs:
+        if item.batch_option is None:
+            continue
+        if options.get(item.batch_option) is not None:
+            options[item.batch_option] = _as_list(item.batch_option, options[item.batch_option], n)
+        elif item.required:
+            raise ValueError(f"batch: {spec.name} needs {item.batch_option}=[...], one per image")
+    return spec.run_many(images, config, **{k: v for k, v in options.items() if v is not None})

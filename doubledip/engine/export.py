@@ -17,7 +17,7 @@ no input gives the layer, ``1 x C x H x W``. The input is also saved beside it a
 
 ``manifest.json`` says what each file is and how layers recombine into images. This module
 imports only the standard library and numpy at import time; torch, onnx and onnxruntime are
-imported where needed, and nothing from the training code (``doubledip.engine.tasks``).
+imported where needed; each task's recombination entries come from its spec in the task registry.
 """
 from __future__ import annotations
 
@@ -41,85 +41,22 @@ LEGACY_OPSET = 17
 BN_EPS = 1e-5
 _SUFFIX = {"onnx": ".onnx", "torchscript": ".pt"}
 
-# Per task: which generators are scalars (the rest are images), how layers recombine, and what
-# the task does after fitting that a generator file cannot hold.
+# how an alpha generator's scalar is read from its output (two-image separation, reference mode)
 _ALPHA = "0.9 * net(z)[0, 0, Hp // 2, Wp // 2] + 0.05 (the centre pixel of the padded output)"
-_BEST = ("best-tracked outputs: the task's result fields hold the outputs of the best-scoring "
-         "iteration; the exported weights are those after the last iteration")
 
 
 def _task_spec(task: str, names: list[str], result) -> dict:
-    """Recombination entries, groups, constants and excluded post-processing for one task."""
-    if task == "separate":
-        return {
-            "groups": {"layers": ["layer_0", "layer_1"]},
-            "recombine": [{"name": "reconstruction", "formula": "clip(layer_0 + layer_1, 0, 1)",
-                           "op": "sum", "terms": ["layer_0", "layer_1"], "clip": [0.0, 1.0]}],
-            "not_included": [_BEST]}
-    if task == "separate_pair":
-        # fast mode learns each weight as one number (no alpha generators): written as constants
-        constants = dict((getattr(result, "fitted", None) or {}).get("constants", {}))
-        groups = {"layers": ["layer_0", "layer_1"]}
-        if "alpha_0" in names:
-            groups["alphas"] = ["alpha_0", "alpha_1"]
-        return {
-            "groups": groups, "constants": constants,
-            "recombine": [{"name": f"mixture_{k}", "formula": f"alpha_{k} * layer_0 + (1 - alpha_{k}) * layer_1",
-                           "op": "blend", "weight": f"alpha_{k}", "a": "layer_0", "b": "layer_1"}
-                          for k in (0, 1)],
-            "not_included": [_BEST]}
-    if task == "segment":
-        return {
-            "groups": {},
-            "recombine": [{"name": "image", "formula": "mask * foreground + (1 - mask) * background",
-                           "op": "blend", "weight": "mask", "a": "foreground", "b": "background"}],
-            "not_included": [
-                "the binary mask: the soft mask refined by a guided filter (radius 50, eps 1e-4) "
-                "with the input image as guide, then thresholded at 0.5",
-                "stage choice: the result is the better of the two stage ends by PSNR (or the first "
-                "iteration past 30 dB); the exported weights are those after the last iteration"]}
-    if task == "dehaze":
-        constants, airlight = {}, "airlight"
-        if "airlight" not in names:
-            constants["airlight"] = [float(v) for v in np.asarray(result.airlight).reshape(-1)]
-            airlight = "airlight (a constant, in constants)"
-        return {
-            "groups": {},
-            "constants": constants,
-            "recombine": [{"name": "hazy", "formula": f"transmission * image + (1 - transmission) * {airlight}",
-                           "op": "blend", "weight": "transmission", "a": "image", "b": "airlight"}],
-            "not_included": [
-                "passes: with two passes (the default) the second re-dehazes the first's output; "
-                "these are the generators of the last pass only",
-                "the working size: images with a side >= 800 px are fitted at a smaller size "
-                "(size here; result_size is the caller's), resized back by the task",
-                "the final image: the transmission is resized, refined by a guided filter "
-                "(radius 50, eps 1e-4), clamped to [0.1, 1], and J = (I - (1 - t) * A) / t "
-                "is computed from the input image I",
-                _BEST]}
-    if task == "remove_watermark":
-        return {
-            "groups": {},
-            "recombine": [{"name": "image", "formula": "mask * hint * watermark + (1 - mask) * clean, "
-                           "hint being the watermark-region map given to the task (not exported)",
-                           "op": None}],
-            "not_included": [
-                "repeats: the task fits several independent runs and takes per-pixel medians; "
-                "these are the generators of the last run only",
-                "the final image: (1 - hint) * input + hint * clean"]}
-    if task == "remove_watermark_multi":
-        cleans = sorted((n for n in names if n.startswith("clean_")), key=lambda n: int(n.split("_")[1]))
-        return {
-            "groups": {"cleans": cleans},
-            "recombine": [{"name": f"image_{n.split('_')[1]}", "formula": f"mask * watermark + (1 - mask) * {n}",
-                           "op": "blend", "weight": "mask", "a": "watermark", "b": n} for n in cleans],
-            "not_included": [
-                "repeats: the task fits several independent runs and takes per-pixel medians; "
-                "these are the generators of the last run only",
-                "the final images and watermark: pixels where the median of mask * watermark is "
-                "below 0.1 keep the input; the watermark field is mask * watermark elsewhere"]}
-    raise ValueError(f"export: unknown task {task!r}; expected one of separate, separate_pair, segment, "
-                     f"dehaze, remove_watermark, remove_watermark_multi")
+    """Recombination entries, groups, constants and excluded post-processing: the task's own
+    (``TaskSpec.export`` in the task registry)."""
+    from doubledip.engine.tasks.registry import get
+
+    try:
+        spec = get(task)
+    except (TypeError, ValueError):
+        raise ValueError(f"export: unknown task {task!r}; expected a result of one of the registered tasks") from None
+    if spec.export is None:
+        raise ValueError(f"export: task {task!r} declares no export recombination")
+    return spec.export(names, result)
 
 
 # ---------------------------------------------------------------------------------------------

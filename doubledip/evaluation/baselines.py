@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["dark_channel_prior", "trivial_baselines"]
+__all__ = ["dark_channel_prior", "otsu_mask", "trivial_baselines"]
 
 
 def _to_tensor(image: np.ndarray):
@@ -44,40 +44,19 @@ def dark_channel_prior(image, window: int = 15, omega: float = 0.95, t_min: floa
             "airlight": airlight.numpy()}
 
 
-def _otsu_mask(image: np.ndarray) -> np.ndarray:
+def otsu_mask(image: np.ndarray) -> np.ndarray:
+    """H x W x 3 image -> H x W float32 mask: grey level above Otsu's threshold."""
     from skimage.filters import threshold_otsu
     gray = np.asarray(image, np.float64).mean(axis=2)
     return (gray > threshold_otsu(gray)).astype(np.float32)
 
 
 def trivial_baselines(case) -> dict:
-    """``{baseline name: result fields}`` for ``case``; the first entry is the one gains are
-    measured against.
+    """``{baseline name: result fields}`` for ``case`` (its task's ``Evaluation.baselines``); the
+    first entry is the one gains are measured against."""
+    from doubledip.engine.tasks.registry import get
 
-    - separate: each layer = mixture / 2;
-    - separate_pair: each layer = one input (weights 1 and 0);
-    - dehaze: the hazy input itself, then the dark channel prior;
-    - segment: with hints, the foreground hint as the mask; without, an Otsu threshold of the
-      grey image (scored with either polarity);
-    - watermark tasks: the watermarked input itself.
-    """
-    task = case.task
-    if task == "separate":
-        half = case.args[0] / 2
-        return {"mixture/2": {"layers": [half, half]}}
-    if task == "separate_pair":
-        i1, i2 = case.args
-        return {"inputs": {"layers": [i1, i2], "alphas": np.array([1.0, 0.0], np.float32)}}
-    if task == "dehaze":
-        hazy = case.args[0]
-        return {"hazy input": {"image": hazy},
-                "dark channel prior": dark_channel_prior(hazy)}
-    if task == "segment":
-        if "fg_hint" in case.kwargs:
-            return {"fg hint": {"mask": case.kwargs["fg_hint"]}}
-        return {"otsu": {"mask": _otsu_mask(case.args[0])}}
-    if task == "remove_watermark":
-        return {"input": {"image": case.args[0]}}
-    if task == "remove_watermark_multi":
-        return {"input": {"images": list(case.args[0])}}
-    raise ValueError(f"no baseline for task {task!r}")
+    evaluation = get(case.task).evaluation
+    if evaluation is None:
+        raise ValueError(f"no baseline for task {case.task!r}: it has no evaluation")
+    return evaluation.baselines(case)

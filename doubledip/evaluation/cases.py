@@ -12,7 +12,7 @@ import numpy as np
 
 __all__ = ["Case", "load_sample", "separate_case", "separate_pair_case", "dehaze_case",
            "segment_case", "watermark_pattern", "remove_watermark_case",
-           "remove_watermark_multi_case", "quick_cases", "full_cases"]
+           "remove_watermark_multi_case"]
 
 
 @dataclass
@@ -233,36 +233,3 @@ def remove_watermark_multi_case(size: int = 128, images=("chelsea", "coffee", "a
     return Case("remove_watermark_multi", name or "+".join(images) + "_stamp", (marked,), {},
                 {"images": clean, "region": region, "alpha": alpha}, "psnr_region",
                 remove_watermark_multi_case.__doc__.strip().splitlines()[0])
-
-
-def quick_cases(size: int = 128) -> list[Case]:
-    """Every task once (segmentation with and without hints) at ``size x size``."""
-    return [
-        separate_case(size),
-        separate_pair_case(size),
-        dehaze_case(size),
-        segment_case(size, hints=True),
-        segment_case(size, hints=False),
-        remove_watermark_case(size),
-        remove_watermark_multi_case(size),
-    ]
-
-
-def full_cases(size: int = 256) -> list[Case]:
-    """Several cases per task at ``size x size`` (256 and larger)."""
-    return [
-        separate_case(size),
-        separate_case(size, "gravel", "coins"),
-        separate_case(size, "astronaut", "coffee"),
-        separate_pair_case(size),
-        separate_pair_case(size, "astronaut", "coffee", alphas=(0.65, 0.3)),
-        dehaze_case(size),
-        dehaze_case(size, "coffee"),
-        dehaze_case(size, "chelsea", airlight=(0.9, 0.9, 0.88)),
-        segment_case(size, hints=True),
-        segment_case(size, hints=False),
-        segment_case(size, hints=True, foreground="astronaut", background="gravel"),
-        remove_watermark_case(size),
-        remove_watermark_case(size, "astronaut"),
-        remove_watermark_multi_case(size),
-    ]

@@ -10,7 +10,7 @@ __all__ = ["register", "run"]
 def register(subparsers) -> argparse.ArgumentParser:
     """Add ``evaluate`` to an ``argparse`` subparsers object; the parser's ``func`` default is
     :func:`run` (call ``args.func(args)``; it returns the exit status)."""
-    from doubledip.evaluation.suite import SUITES, TASKS
+    from doubledip.evaluation.suite import SUITES, evaluated_tasks
     p = subparsers.add_parser(
         "evaluate", help="run the quality suite (cases with known answers) and print its table",
         description="Run each task on synthetic cases built from scikit-image's sample images, "
@@ -20,7 +20,7 @@ def register(subparsers) -> argparse.ArgumentParser:
                    help="quick: every task once at 128x128, a few hundred iterations; "
                         "full: several cases per task at 256x256, default iterations")
     p.add_argument("--tasks", default=None,
-                   help="comma-separated API names to run (default: all): " + ",".join(TASKS))
+                   help="comma-separated API names to run (default: all): " + ",".join(evaluated_tasks()))
     p.add_argument("--mode", default="reference", help="solver mode (default: reference)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--seed", type=int, default=0)

@@ -17,7 +17,7 @@ __all__ = [
     "PSNR_CAP", "psnr", "ssim", "iou", "iou_either", "mae", "correlation", "match_layers",
     "separation", "layer_scores", "alpha_error",
     "score_separate", "score_separate_pair", "score_dehaze", "score_segment",
-    "score_remove_watermark", "score_remove_watermark_multi", "SCORERS", "PRIMARY_METRIC",
+    "score_remove_watermark", "score_remove_watermark_multi",
 ]
 
 
@@ -233,23 +233,3 @@ def score_remove_watermark_multi(outputs: dict, truth: dict) -> dict:
     region = [psnr(a, b, mask=truth["region"]) for a, b in zip(images, clean)]
     whole = [psnr(a, b) for a, b in zip(images, clean)]
     return {"psnr_region": float(np.mean(region)), "psnr": float(np.mean(whole))}
-
-
-SCORERS = {
-    "separate": score_separate,
-    "separate_pair": score_separate_pair,
-    "dehaze": score_dehaze,
-    "segment": score_segment,
-    "remove_watermark": score_remove_watermark,
-    "remove_watermark_multi": score_remove_watermark_multi,
-}
-
-#: The one number per task that the table leads with (higher is better for all of them).
-PRIMARY_METRIC = {
-    "separate": "separation",
-    "separate_pair": "separation",
-    "dehaze": "psnr",
-    "segment": "iou",
-    "remove_watermark": "psnr_region",
-    "remove_watermark_multi": "psnr_region",
-}

@@ -19,35 +19,40 @@ from typing import Callable, Iterable, Optional
 
 import numpy as np
 
+from doubledip.engine.tasks import registry
 from doubledip.evaluation import baselines as _baselines
 from doubledip.evaluation import cases as _cases
-from doubledip.evaluation.metrics import SCORERS
 
-__all__ = ["SUITES", "TASKS", "evaluate", "run_case", "format_table", "write_rows"]
+__all__ = ["SUITES", "evaluated_tasks", "evaluate", "run_case", "format_table", "write_rows"]
 
-TASKS = ("separate", "separate_pair", "dehaze", "segment", "remove_watermark",
-         "remove_watermark_multi")
-
-#: Per suite: image size, iterations per task (None: the task's default), repeats for the tasks
-#: that repeat (None: default), and how often the solver logs.
+#: Per suite: image size, whether tasks run their quick iteration counts (``Evaluation.
+#: quick_iterations``) or their defaults, repeats for the tasks that repeat (None: default), and
+#: how often the solver logs. The cases and scores come from each task's spec in the registry.
 SUITES = {
-    "quick": {"size": 128, "log_every": 25, "repeats": 1,
-              "iterations": {"separate": 600, "separate_pair": 500, "dehaze": 600, "segment": 400,
-                             "remove_watermark": 400, "remove_watermark_multi": 300}},
-    "full": {"size": 256, "log_every": 100, "repeats": None,
-             "iterations": {t: None for t in TASKS}},
+    "quick": {"size": 128, "log_every": 25, "repeats": 1, "quick": True},
+    "full": {"size": 256, "log_every": 100, "repeats": None, "quick": False},
 }
 
-# Result fields each task's scorer reads.
-_FIELDS = {
-    "separate": ("layers", "reconstruction"),
-    "separate_pair": ("layers", "alphas"),
-    "dehaze": ("image", "transmission", "airlight"),
-    "segment": ("mask", "soft_mask"),
-    "remove_watermark": ("image", "watermark", "mask"),
-    "remove_watermark_multi": ("images", "watermark", "mask"),
-}
-_REPEATING = ("remove_watermark", "remove_watermark_multi")
+
+def evaluated_tasks() -> list[str]:
+    """The API names of the registered tasks that declare an evaluation."""
+    return [spec.name for spec in registry.tasks() if spec.evaluation is not None]
+
+
+def _evaluation(task: str) -> "registry.Evaluation":
+    evaluation = registry.get(task).evaluation
+    if evaluation is None:
+        raise ValueError(f"task {task!r} declares no evaluation; evaluated tasks: {evaluated_tasks()}")
+    return evaluation
+
+
+def _repeats_in_config(task: str) -> bool:
+    return any(o.name == "repeats" and o.in_config for o in registry.get(task).options)
+
+
+def suite_cases(suite: str, size: int) -> list:
+    """Every evaluated task's cases for ``suite`` at ``size x size``, in registry order."""
+    return [case for task in evaluated_tasks() for case in _evaluation(task).cases(suite, size)]
 
 
 def _finite(x):
@@ -65,7 +70,7 @@ def _finite(x):
 
 def _outputs(result, task: str) -> dict:
     out = {}
-    for name in _FIELDS[task]:
+    for name in _evaluation(task).fields:
         value = getattr(result, name, None)
         if value is not None:
             out[name] = value
@@ -92,27 +97,29 @@ def run_case(case: "_cases.Case", *, iterations: Optional[int] = None, repeats: 
         outputs = entry.get("outputs")
         if isinstance(outputs, dict):  # scored when the solver hands out its current outputs
             try:
-                point.update(SCORERS[case.task](outputs, case.truth))
+                point.update(score(outputs, case.truth))
             except (KeyError, ValueError, TypeError):
                 pass
         curve.append(point)
 
-    config = dd.SolverConfig(iterations=iterations, repeats=repeats if case.task in _REPEATING else None,
+    score = _evaluation(case.task).score
+    repeating = _repeats_in_config(case.task)
+    config = dd.SolverConfig(iterations=iterations, repeats=repeats if repeating else None,
                              mode=mode, device=device, seed=seed, log_every=log_every, callback=record)
-    function = getattr(dd, case.task)
+    function = registry.get(case.task).run
     start[0] = time.perf_counter()
     result = function(*case.args, config=config, **case.kwargs)
     wall = time.perf_counter() - start[0]
     seconds = float(getattr(result, "seconds", wall) or wall)
-    metrics = SCORERS[case.task](_outputs(result, case.task), case.truth)
+    metrics = score(_outputs(result, case.task), case.truth)
     done = iterations
     if done is None:
         logged = [p.get("iteration") for p in curve if p.get("iteration") is not None]
         done = int(max(logged)) + 1 if logged else None
-    runs = repeats if (case.task in _REPEATING and repeats) else 1
+    runs = repeats if (repeating and repeats) else 1
     row = {
         "task": case.task, "case": case.name, "description": case.description,
-        "size": list(case.size), "iterations": done, "repeats": runs if case.task in _REPEATING else None,
+        "size": list(case.size), "iterations": done, "repeats": runs if repeating else None,
         "seconds": seconds,
         "s_per_iter": seconds / (done * runs) if done else None,  # wall time, setup included
         "primary": case.primary, "metrics": metrics,
@@ -121,16 +128,12 @@ def run_case(case: "_cases.Case", *, iterations: Optional[int] = None, repeats: 
     if with_baselines:
         row["baselines"] = {}
         for name, outputs in _baselines.trivial_baselines(case).items():
-            row["baselines"][name] = {"metrics": SCORERS[case.task](outputs, case.truth)}
+            row["baselines"][name] = {"metrics": score(outputs, case.truth)}
+            if "seconds" in outputs:  # a baseline that is a method of its own says what it cost
+                row["baselines"][name]["seconds"] = float(outputs["seconds"])
         first = next(iter(row["baselines"].values()))["metrics"]
         row["gain"] = _gains(metrics, first)
     return _finite(row)
-
-
-def _dcp_seconds(case) -> float:
-    t = time.perf_counter()
-    _baselines.dark_channel_prior(case.args[0])
-    return time.perf_counter() - t
 
 
 def _select(cases: list, tasks) -> list:
@@ -138,9 +141,10 @@ def _select(cases: list, tasks) -> list:
         return cases
     if isinstance(tasks, str):
         tasks = [t.strip() for t in tasks.split(",") if t.strip()]
-    unknown = [t for t in tasks if t not in TASKS]
+    known = evaluated_tasks()
+    unknown = [t for t in tasks if t not in known]
     if unknown:
-        raise ValueError(f"unknown task(s) {unknown}; expected some of {list(TASKS)}")
+        raise ValueError(f"unknown task(s) {unknown}; expected some of {known}")
     return [c for c in cases if c.task in tasks]
 
 
@@ -159,16 +163,15 @@ def evaluate(suite: str = "quick", tasks: Optional[Iterable[str]] = None, mode: 
     spec = SUITES[suite]
     size = spec["size"] if size is None else size
     log_every = spec["log_every"] if log_every is None else log_every
-    builders = _cases.quick_cases if suite == "quick" else _cases.full_cases
-    chosen = _select(builders(size), tasks)
+    chosen = _select(suite_cases(suite, size), tasks)
     meta = _environment(suite)
     rows = []
     for case in chosen:
-        n = iterations if iterations is not None else spec["iterations"][case.task]
+        n = iterations
+        if n is None and spec["quick"]:
+            n = _evaluation(case.task).quick_iterations
         row = run_case(case, iterations=n, repeats=spec["repeats"], mode=mode, device=device,
                        seed=seed, log_every=log_every)
-        if case.task == "dehaze" and "dark channel prior" in row.get("baselines", {}):
-            row["baselines"]["dark channel prior"]["seconds"] = _dcp_seconds(case)
         row.update(meta)
         rows.append(row)
         if report is not None:

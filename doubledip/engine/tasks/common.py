@@ -23,15 +23,30 @@ from doubledip.engine.nets.unet import SkipUNet
 from doubledip.kernels import perturb
 
 
-def resolve(config: SolverConfig | None, **shortcuts) -> SolverConfig:
-    """The config with keyword shortcuts (iterations=..., seed=...) applied."""
+def resolve(config: SolverConfig | None, inputs: dict | None = None, **shortcuts) -> SolverConfig:
+    """The config with keyword shortcuts (iterations=..., seed=...) applied.
+
+    ``inputs`` (name -> value) are the call's images and hints: a SolverConfig among them was put
+    in an input's place, which gets a TypeError saying where the config goes (every task takes
+    it right after its required inputs, or as ``config=``)."""
+    for name, value in (inputs or {}).items():
+        if isinstance(value, SolverConfig):
+            raise TypeError(f"{name} is a SolverConfig; expected an image or map there. Every task takes "
+                            f"its config right after its required inputs or as config=..., and hints "
+                            f"and options as keywords (e.g. dd.segment(image, config, fg_hint=..., bg_hint=...))")
     if config is None:
         config = SolverConfig()
     elif not isinstance(config, SolverConfig):
-        raise TypeError(f"config must be a doubledip.SolverConfig, got {type(config).__name__}")
+        raise TypeError(f"config must be a doubledip.SolverConfig, got {type(config).__name__}; a task takes "
+                        f"its required inputs positionally, then the config, and hints and options as "
+                        f"keywords (e.g. dd.segment(image, config, fg_hint=..., bg_hint=...))")
     changes = {k: v for k, v in shortcuts.items() if v is not None}
     return config.replace(**changes) if changes else config
 
+
+# export's note (manifest "not_included") for tasks whose result fields are the best-tracked outputs
+BEST_TRACKED = ("best-tracked outputs: the task's result fields hold the outputs of the best-scoring "
+                "iteration; the exported weights are those after the last iteration")
 
 # what a step called without the solver's context runs: the eager float32 nets
 PLAIN_RUN = RunContext()
@@ -170,3 +185,14 @@ def timed_run(config: SolverConfig, total: int, label: str):
         yield reporter, start
     finally:
         reporter.close()
+
+
+def bench_inputs(size: int, batch: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The benchmark's random inputs: images (B x 3 x size x size, uniform, seed 0) and a hint
+    mask (B x 1 x size x size, 1 over a central box)."""
+    gen = torch.Generator().manual_seed(0)
+    images = torch.rand(batch, 3, size, size, generator=gen).to(device)
+    mask = torch.zeros(batch, 1, size, size, device=device)
+    mask[..., size // 3: 2 * size // 3, size // 4: 3 * size // 4] = 1
+    return images, mask
+

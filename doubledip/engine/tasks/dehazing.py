@@ -13,7 +13,10 @@ from doubledip.engine.losses import blend_sum, mse_sum, psnr, std_loss
 from doubledip.engine.post import dcp_transmission, estimate_airlight, guided_filter, resize
 from doubledip.engine.results import DehazeResult
 from doubledip.engine.solver import RunContext, BestTracker, Step, run_problem, split_iterations
-from doubledip.engine.tasks.common import ImageProblem, hwc, item_history, resolve, same_size, timed_run
+from doubledip.engine.tasks.common import (BEST_TRACKED, ImageProblem, bench_inputs, hwc, item_history, resolve,
+                                           same_size, timed_run)
+from doubledip.engine.tasks.registry import BenchProblem, Defaults, Evaluation, Input, Option, TaskSpec, register
+from doubledip.evaluation import metrics
 
 PASS_ITERATIONS = 4000
 DEFAULT_LR = 1e-3
@@ -116,8 +119,9 @@ def dehaze_many(images: list, config: SolverConfig, airlight=None, learn_airligh
                 passes: int | None = None) -> list[DehazeResult]:
     """:func:`dehaze` for several images of one size in one batched run (``airlight``: None, 3
     values for all, or one triple per image)."""
+    defaults = SPEC.defaults_for(config.mode)
     if passes is None:
-        passes = 1 if config.mode == "fast" else 2
+        passes = defaults.passes
     if passes not in (1, 2):
         raise ValueError(f"passes must be 1 or 2, got {passes!r}")
     dev = config.resolve_device()
@@ -134,9 +138,9 @@ def dehaze_many(images: list, config: SolverConfig, airlight=None, learn_airligh
         a0 = torch.from_numpy(a0).to(dev)
     else:
         a0 = torch.stack([estimate_airlight(im) for im in imgs])
-    stages = split_iterations(config.iterations, (PASS_ITERATIONS,) * passes)
+    stages = split_iterations(config.iterations, defaults.stages * passes)
     seeds = [config.seed + i for i in range(len(imgs))]
-    lr = config.lr or DEFAULT_LR
+    lr = config.lr or defaults.lr
     with timed_run(config, sum(stages), "dehaze") as (reporter, start):
         current, A0 = batch, a0
         for p, T in enumerate(stages):
@@ -167,5 +171,71 @@ def dehaze(image, config: SolverConfig | None = None, *, airlight=None, learn_ai
     Returns ``image`` (H x W x 3), ``transmission`` (H x W), ``airlight`` (3,; the spatial mean
     when A was learned as a map). Default 4000 iterations per pass, lr 1e-3.
     """
-    config = resolve(config, iterations=iterations, seed=seed, device=device, progress=progress)
+    config = resolve(config, {"image": image, "airlight": airlight}, iterations=iterations, seed=seed,
+                     device=device, progress=progress)
     return dehaze_many([image], config, airlight, learn_airlight, passes)[0]
+
+
+# ---- the task's spec -----------------------------------------------------------------------
+
+def export_recombination(names: list[str], result) -> dict:
+    """The hazy image is the transmission's blend of the clear image and the airlight."""
+    constants, airlight = {}, "airlight"
+    if "airlight" not in names:
+        constants["airlight"] = [float(v) for v in np.asarray(result.airlight).reshape(-1)]
+        airlight = "airlight (a constant, in constants)"
+    return {
+        "groups": {},
+        "constants": constants,
+        "recombine": [{"name": "hazy", "formula": f"transmission * image + (1 - transmission) * {airlight}",
+                       "op": "blend", "weight": "transmission", "a": "image", "b": "airlight"}],
+        "not_included": [
+            "passes: with two passes (the default) the second re-dehazes the first's output; "
+            "these are the generators of the last pass only",
+            "the working size: images with a side >= 800 px are fitted at a smaller size "
+            "(size here; result_size is the caller's), resized back by the task",
+            "the final image: the transmission is resized, refined by a guided filter "
+            "(radius 50, eps 1e-4), clamped to [0.1, 1], and J = (I - (1 - t) * A) / t "
+            "is computed from the input image I",
+            BEST_TRACKED]}
+
+
+def bench_problem(size: int, batch: int, device) -> BenchProblem:
+    images, _ = bench_inputs(size, batch, device)
+    airlight = torch.full((batch, 3), 0.8, device=device)
+    return BenchProblem(DehazeProblem(images, airlight, False, (PASS_ITERATIONS,), list(range(batch))), 0)
+
+
+def evaluation_cases(suite: str, size: int) -> list:
+    from doubledip.evaluation.cases import dehaze_case
+
+    if suite == "quick":
+        return [dehaze_case(size)]
+    return [dehaze_case(size), dehaze_case(size, "coffee"), dehaze_case(size, "chelsea", airlight=(0.9, 0.9, 0.88))]
+
+
+def baselines(case) -> dict:
+    """The hazy input itself, then the dark channel prior (with its wall time)."""
+    from doubledip.evaluation.baselines import dark_channel_prior
+
+    hazy = case.args[0]
+    start = time.perf_counter()
+    dcp = dark_channel_prior(hazy)
+    return {"hazy input": {"image": hazy}, "dark channel prior": dict(dcp, seconds=time.perf_counter() - start)}
+
+
+SPEC = register(TaskSpec(
+    name="dehaze", cli_name="dehaze", summary="remove haze: image, transmission map, airlight",
+    run=dehaze, run_many=dehaze_many, result=DehazeResult,
+    inputs=(Input("image", "image", "the hazy image: one, or several of one size (batched)"),),
+    options=(Option("airlight", "known airlight in [0, 1] (default: dark channel prior estimate)",
+                    type=float, nargs=3, metavar=("R", "G", "B")),
+             Option("learn_airlight", "learn the airlight in the first pass too", flag=True),
+             Option("passes", "default: 2 (reference mode), 1 (fast mode)", type=int, choices=(1, 2))),
+    defaults={"reference": Defaults((PASS_ITERATIONS,), DEFAULT_LR, passes=2),
+              "fast": Defaults((PASS_ITERATIONS,), DEFAULT_LR, passes=1)},
+    export=export_recombination, bench=bench_problem,
+    evaluation=Evaluation(cases=evaluation_cases, score=metrics.score_dehaze, baselines=baselines,
+                          primary="psnr", fields=("image", "transmission", "airlight"), quick_iterations=600),
+))
+

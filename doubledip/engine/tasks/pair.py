@@ -12,7 +12,10 @@ from doubledip.engine.io import load_image
 from doubledip.engine.losses import blend_sum, exclusion_sum, mse_sum, psnr
 from doubledip.engine.results import PairSeparationResult
 from doubledip.engine.solver import RunContext, BestTracker, Step, run_problem, split_iterations
-from doubledip.engine.tasks.common import ImageProblem, hwc, item_history, resolve, same_size, timed_run
+from doubledip.engine.tasks.common import (BEST_TRACKED, ImageProblem, bench_inputs, hwc, item_history, resolve, same_size,
+                                           timed_run)
+from doubledip.engine.tasks.registry import BenchProblem, Defaults, Evaluation, Input, TaskSpec, register
+from doubledip.evaluation import metrics
 
 DEFAULT_ITERATIONS = (4000,)
 DEFAULT_LR = 1e-3
@@ -103,12 +106,13 @@ def separate_pair_many(pairs: list, config: SolverConfig) -> list[PairSeparation
         firsts.append(first)
         seconds_.append(second)
     same_size(firsts, [f"pairs[{i}]" for i in range(len(firsts))])
-    stages = split_iterations(config.iterations, DEFAULT_ITERATIONS)
+    defaults = SPEC.defaults_for(config.mode)
+    stages = split_iterations(config.iterations, defaults.stages)
     seeds = [config.seed + i for i in range(len(pairs))]
     with timed_run(config, sum(stages), "separate-pair") as (reporter, start):
         problem = PairProblem(torch.cat(firsts), torch.cat(seconds_), stages, seeds,
                               scalar_alphas=config.mode == "fast")
-        run_problem(problem, config, config.lr or DEFAULT_LR, reporter)
+        run_problem(problem, config, config.lr or defaults.lr, reporter)
         best = problem.tracker.outputs
         seconds = time.perf_counter() - start
         return [PairSeparationResult(
@@ -134,5 +138,55 @@ def separate_pair(image1, image2, config: SolverConfig | None = None, *, iterati
     Returns ``layers`` (2 x H x W x 3) and ``alphas`` (2,). Default 4000 iterations, lr 1e-3.
     In fast mode each weight is one learned number instead of the output of a U-Net.
     """
-    config = resolve(config, iterations=iterations, seed=seed, device=device, progress=progress)
+    config = resolve(config, {"image1": image1, "image2": image2}, iterations=iterations, seed=seed,
+                     device=device, progress=progress)
     return separate_pair_many([(image1, image2)], config)[0]
+
+
+# ---- the task's spec -----------------------------------------------------------------------
+
+def export_recombination(names: list[str], result) -> dict:
+    """Each mixture is its weight's blend of the layers; fast mode learns each weight as one
+    number (no alpha generators), written as a constant."""
+    constants = dict((getattr(result, "fitted", None) or {}).get("constants", {}))
+    groups = {"layers": ["layer_0", "layer_1"]}
+    if "alpha_0" in names:
+        groups["alphas"] = ["alpha_0", "alpha_1"]
+    return {
+        "groups": groups, "constants": constants,
+        "recombine": [{"name": f"mixture_{k}", "formula": f"alpha_{k} * layer_0 + (1 - alpha_{k}) * layer_1",
+                       "op": "blend", "weight": f"alpha_{k}", "a": "layer_0", "b": "layer_1"}
+                      for k in (0, 1)],
+        "not_included": [BEST_TRACKED]}
+
+
+def bench_problem(size: int, batch: int, device) -> BenchProblem:
+    images, _ = bench_inputs(size, batch, device)
+    return BenchProblem(PairProblem(images, images.flip(-1), DEFAULT_ITERATIONS, list(range(batch))), 0)
+
+
+def evaluation_cases(suite: str, size: int) -> list:
+    from doubledip.evaluation.cases import separate_pair_case
+
+    if suite == "quick":
+        return [separate_pair_case(size)]
+    return [separate_pair_case(size), separate_pair_case(size, "astronaut", "coffee", alphas=(0.65, 0.3))]
+
+
+def baselines(case) -> dict:
+    """Each layer = one input (weights 1 and 0)."""
+    i1, i2 = case.args
+    return {"inputs": {"layers": [i1, i2], "alphas": np.array([1.0, 0.0], np.float32)}}
+
+
+SPEC = register(TaskSpec(
+    name="separate_pair", cli_name="separate-pair",
+    summary="two layers from two mixtures with different weights",
+    run=separate_pair, run_many=separate_pair_many, result=PairSeparationResult,
+    inputs=(Input("image1", "image", "the first mixture"), Input("image2", "image", "the second mixture")),
+    defaults={"reference": Defaults(DEFAULT_ITERATIONS, DEFAULT_LR), "fast": Defaults(DEFAULT_ITERATIONS, DEFAULT_LR)},
+    export=export_recombination, bench=bench_problem,
+    evaluation=Evaluation(cases=evaluation_cases, score=metrics.score_separate_pair, baselines=baselines,
+                          primary="separation", fields=("layers", "alphas"), quick_iterations=500),
+))
+

@@ -11,7 +11,9 @@ from doubledip.engine.losses import blend_sum, gray_loss, l1_sum, masked_l1, psn
 from doubledip.engine.post import guided_filter
 from doubledip.engine.results import SegmentationResult
 from doubledip.engine.solver import RunContext, Step, run_problem, split_iterations
-from doubledip.engine.tasks.common import ImageProblem, hwc, item_history, resolve, same_size, timed_run
+from doubledip.engine.tasks.common import ImageProblem, bench_inputs, hwc, item_history, resolve, same_size, timed_run
+from doubledip.engine.tasks.registry import BenchProblem, Defaults, Evaluation, Input, TaskSpec, register
+from doubledip.evaluation import metrics
 
 DEFAULT_ITERATIONS = (2000, 4000)
 DEFAULT_LR = 1e-3
@@ -105,8 +107,9 @@ class SegmentationProblem(ImageProblem):
         return {n: torch.where(later, o2[n], o1[n]) for n in o1}
 
 
-def segment_many(images: list, fg_hints, bg_hints, config: SolverConfig) -> list[SegmentationResult]:
-    """:func:`segment` for several images of one size in one batched run (hints: lists or None)."""
+def segment_many(images: list, config: SolverConfig, fg_hints=None, bg_hints=None) -> list[SegmentationResult]:
+    """:func:`segment` for several images of one size in one batched run (hints: one per image,
+    or None)."""
     if (fg_hints is None) != (bg_hints is None):
         raise ValueError("segment: give both fg_hint and bg_hint, or neither; got "
                          f"fg_hint={'set' if fg_hints is not None else None}, "
@@ -123,11 +126,12 @@ def segment_many(images: list, fg_hints, bg_hints, config: SolverConfig) -> list
     if fg_hints is not None:
         fg = torch.cat([load_hint(h, f"fg_hint[{i}]" if many else "fg_hint", size, dev) for i, h in enumerate(fg_hints)])
         bg = torch.cat([load_hint(h, f"bg_hint[{i}]" if many else "bg_hint", size, dev) for i, h in enumerate(bg_hints)])
-    stages = split_iterations(config.iterations, DEFAULT_ITERATIONS)
+    defaults = SPEC.defaults_for(config.mode)
+    stages = split_iterations(config.iterations, defaults.stages)
     seeds = [config.seed + i for i in range(len(imgs))]
     with timed_run(config, sum(stages), "segment") as (reporter, start):
         problem = SegmentationProblem(torch.cat(imgs), fg, bg, stages, seeds)
-        run_problem(problem, config, config.lr or DEFAULT_LR, reporter)
+        run_problem(problem, config, config.lr or defaults.lr, reporter)
         best = problem.result()
         results = []
         for b, img in enumerate(imgs):
@@ -140,16 +144,71 @@ def segment_many(images: list, fg_hints, bg_hints, config: SolverConfig) -> list
         return results
 
 
-def segment(image, fg_hint=None, bg_hint=None, config: SolverConfig | None = None, *,
+def segment(image, config: SolverConfig | None = None, *, fg_hint=None, bg_hint=None,
             iterations: int | None = None, seed: int | None = None, device: str | None = None,
             progress: bool | None = None) -> SegmentationResult:
     """Foreground/background segmentation, with hints (binary maps marking sure foreground and
-    sure background) or without (a weaker variant).
+    sure background, keywords ``fg_hint`` and ``bg_hint``) or without (a weaker variant).
 
     Returns ``mask`` (H x W in {0, 1}), ``soft_mask``, ``foreground``, ``background``.
     Default 2000 + 4000 iterations, lr 1e-3; the mask is refined by a guided filter.
     """
-    config = resolve(config, iterations=iterations, seed=seed, device=device, progress=progress)
+    config = resolve(config, {"image": image, "fg_hint": fg_hint, "bg_hint": bg_hint}, iterations=iterations,
+                     seed=seed, device=device, progress=progress)
     fg = None if fg_hint is None else [fg_hint]
     bg = None if bg_hint is None else [bg_hint]
-    return segment_many([image], fg, bg, config)[0]  # checks that both hints or neither came
+    return segment_many([image], config, fg, bg)[0]  # checks that both hints or neither came
+
+
+# ---- the task's spec -----------------------------------------------------------------------
+
+def export_recombination(names: list[str], result) -> dict:
+    """The image is the mask's blend of the foreground and background layers."""
+    return {
+        "groups": {},
+        "recombine": [{"name": "image", "formula": "mask * foreground + (1 - mask) * background",
+                       "op": "blend", "weight": "mask", "a": "foreground", "b": "background"}],
+        "not_included": [
+            "the binary mask: the soft mask refined by a guided filter (radius 50, eps 1e-4) "
+            "with the input image as guide, then thresholded at 0.5",
+            "stage choice: the result is the better of the two stage ends by PSNR (or the first "
+            "iteration past 30 dB); the exported weights are those after the last iteration"]}
+
+
+def bench_problem(size: int, batch: int, device) -> BenchProblem:
+    images, mask = bench_inputs(size, batch, device)
+    return BenchProblem(SegmentationProblem(images, mask, 1 - mask, DEFAULT_ITERATIONS, list(range(batch))), 1)
+
+
+def evaluation_cases(suite: str, size: int) -> list:
+    from doubledip.evaluation.cases import segment_case
+
+    cases = [segment_case(size, hints=True), segment_case(size, hints=False)]
+    if suite == "full":
+        cases.append(segment_case(size, hints=True, foreground="astronaut", background="gravel"))
+    return cases
+
+
+def baselines(case) -> dict:
+    """With hints, the foreground hint as the mask; without, an Otsu threshold of the grey image
+    (scored with either polarity)."""
+    if "fg_hint" in case.kwargs:
+        return {"fg hint": {"mask": case.kwargs["fg_hint"]}}
+    from doubledip.evaluation.baselines import otsu_mask
+
+    return {"otsu": {"mask": otsu_mask(case.args[0])}}
+
+
+SPEC = register(TaskSpec(
+    name="segment", cli_name="segment", summary="foreground/background segmentation",
+    run=segment, run_many=segment_many, result=SegmentationResult,
+    inputs=(Input("image", "image", "the image to segment"),
+            Input("fg_hint", "map", "map marking sure foreground (needs bg_hint)", required=False,
+                  batch_option="fg_hints"),
+            Input("bg_hint", "map", "map marking sure background (needs fg_hint)", required=False,
+                  batch_option="bg_hints")),
+    defaults={"reference": Defaults(DEFAULT_ITERATIONS, DEFAULT_LR), "fast": Defaults(DEFAULT_ITERATIONS, DEFAULT_LR)},
+    export=export_recombination, bench=bench_problem,
+    evaluation=Evaluation(cases=evaluation_cases, score=metrics.score_segment, baselines=baselines,
+                          primary="iou", fields=("mask", "soft_mask"), quick_iterations=400),
+))

@@ -11,7 +11,10 @@ from doubledip.engine.io import load_image
 from doubledip.engine.losses import blend_sum, exclusion_sum, psnr
 from doubledip.engine.results import SeparationResult
 from doubledip.engine.solver import RunContext, BestTracker, OutputAverage, Step, run_problem, split_iterations
-from doubledip.engine.tasks.common import ImageProblem, hwc, item_history, resolve, same_size, timed_run
+from doubledip.engine.tasks.common import (BEST_TRACKED, ImageProblem, bench_inputs, hwc, item_history, resolve, same_size,
+                                           timed_run)
+from doubledip.evaluation import metrics
+from doubledip.engine.tasks.registry import BenchProblem, Defaults, Evaluation, Input, TaskSpec, register
 
 DEFAULT_ITERATIONS = (8000,)
 DEFAULT_LR = 5e-4
@@ -109,11 +112,11 @@ def separate_many(images: list, config: SolverConfig) -> list[SeparationResult]:
     dev = config.resolve_device()
     imgs = [load_image(im, f"images[{i}]" if len(images) > 1 else "image", dev) for i, im in enumerate(images)]
     same_size(imgs, [f"images[{i}]" for i in range(len(imgs))])
-    stages = split_iterations(config.iterations, DEFAULT_ITERATIONS)
+    stages = split_iterations(config.iterations, SPEC.defaults_for(config.mode).stages)
     seeds = [config.seed + i for i in range(len(imgs))]
     with timed_run(config, sum(stages), "separate") as (reporter, start):
         problem = SeparationProblem(torch.cat(imgs), stages, seeds, fast=config.mode == "fast")
-        run_problem(problem, config, config.lr or (FAST_LR if config.mode == "fast" else DEFAULT_LR), reporter)
+        run_problem(problem, config, config.lr or SPEC.defaults_for(config.mode).lr, reporter)
         best = problem.result_layers()
         seconds = time.perf_counter() - start
         results = []
@@ -135,5 +138,48 @@ def separate(image, config: SolverConfig | None = None, *, iterations: int | Non
     1.5e-3 and half the paper's input noise, and the layers averaged over the last iterations
     instead of the best-tracked ones.
     """
-    config = resolve(config, iterations=iterations, seed=seed, device=device, progress=progress)
+    config = resolve(config, {"image": image}, iterations=iterations, seed=seed, device=device, progress=progress)
     return separate_many([image], config)[0]
+
+
+# ---- the task's spec -----------------------------------------------------------------------
+
+def export_recombination(names: list[str], result) -> dict:
+    """The layers add up to the reconstruction."""
+    return {
+        "groups": {"layers": ["layer_0", "layer_1"]},
+        "recombine": [{"name": "reconstruction", "formula": "clip(layer_0 + layer_1, 0, 1)",
+                       "op": "sum", "terms": ["layer_0", "layer_1"], "clip": [0.0, 1.0]}],
+        "not_included": [BEST_TRACKED]}
+
+
+def bench_problem(size: int, batch: int, device) -> BenchProblem:
+    images, _ = bench_inputs(size, batch, device)
+    return BenchProblem(SeparationProblem(images, DEFAULT_ITERATIONS, list(range(batch))), 0)
+
+
+def evaluation_cases(suite: str, size: int) -> list:
+    from doubledip.evaluation.cases import separate_case
+
+    if suite == "quick":
+        return [separate_case(size)]
+    return [separate_case(size), separate_case(size, "gravel", "coins"), separate_case(size, "astronaut", "coffee")]
+
+
+def baselines(case) -> dict:
+    """Each layer = mixture / 2."""
+    half = case.args[0] / 2
+    return {"mixture/2": {"layers": [half, half]}}
+
+
+SPEC = register(TaskSpec(
+    name="separate", cli_name="separate", summary="split one image into two additive layers",
+    run=separate, run_many=separate_many, result=SeparationResult,
+    inputs=(Input("image", "image", "the mixture: one image, or several of one size (batched)"),),
+    defaults={"reference": Defaults(DEFAULT_ITERATIONS, DEFAULT_LR),
+              "fast": Defaults(DEFAULT_ITERATIONS, FAST_LR)},
+    export=export_recombination, bench=bench_problem,
+    evaluation=Evaluation(cases=evaluation_cases, score=metrics.score_separate, baselines=baselines, primary="separation",
+                          fields=("layers", "reconstruction"), quick_iterations=600),
+))
+

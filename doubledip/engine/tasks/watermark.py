@@ -12,7 +12,9 @@ from doubledip.engine.losses import blend_sum, masked_l1, psnr
 from doubledip.engine.post import median_of_runs
 from doubledip.engine.results import MultiWatermarkResult, WatermarkResult
 from doubledip.engine.solver import RunContext, Step, derive_seed, run_problem, split_iterations
-from doubledip.engine.tasks.common import ImageProblem, hwc, item_history, resolve, same_size, timed_run
+from doubledip.engine.tasks.common import ImageProblem, bench_inputs, hwc, item_history, resolve, same_size, timed_run
+from doubledip.engine.tasks.registry import BenchProblem, Defaults, Evaluation, Input, Option, TaskSpec, register
+from doubledip.evaluation import metrics
 
 DEFAULT_LR = 1e-3
 DEFAULT_REPEATS = 3
@@ -115,11 +117,7 @@ class MultiWatermarkProblem(ImageProblem):
         return Step(loss, quality)
 
 
-def _repeats(config: SolverConfig) -> int:
-    return config.repeats or DEFAULT_REPEATS
-
-
-def remove_watermark_many(images: list, hints: list, config: SolverConfig) -> list[WatermarkResult]:
+def remove_watermark_many(images: list, config: SolverConfig, hints: list) -> list[WatermarkResult]:
     """:func:`remove_watermark` for several (image, hint) of one size in one batched run."""
     if len(hints) != len(images):
         raise ValueError(f"remove_watermark: expected one hint per image ({len(images)}), got {len(hints)}")
@@ -130,14 +128,15 @@ def remove_watermark_many(images: list, hints: list, config: SolverConfig) -> li
     size = tuple(imgs[0].shape[-2:])
     hint = torch.cat([load_hint(h, f"hints[{i}]" if many else "hint", size, dev) for i, h in enumerate(hints)])
     image = torch.cat(imgs)
-    stages = split_iterations(config.iterations, HINT_ITERATIONS)
-    repeats = _repeats(config)
+    defaults = SPEC.defaults_for(config.mode)
+    stages = split_iterations(config.iterations, defaults.stages)
+    repeats = config.repeats or defaults.repeats
     seeds = [config.seed + i for i in range(len(imgs))]
     runs = []
     with timed_run(config, sum(stages) * repeats, "remove-watermark") as (reporter, start):
         for r in range(repeats):
             problem = HintedWatermarkProblem(image, hint, stages, [derive_seed(s, 10, r) for s in seeds])
-            run_problem(problem, config, config.lr or DEFAULT_LR, reporter, extra={"repeat": r})
+            run_problem(problem, config, config.lr or defaults.lr, reporter, extra={"repeat": r})
             runs.append(problem.outputs)
         clean = median_of_runs([o["clean"] for o in runs])
         final = (1 - hint) * image + hint * clean
@@ -158,8 +157,9 @@ def remove_watermark(image, hint, config: SolverConfig | None = None, *, iterati
     Returns ``image`` (clean H x W x 3: the input outside the hint), ``watermark`` and ``mask``.
     Default 4000 + 7000 iterations, lr 1e-3, 3 repeats combined by a per-pixel median.
     """
-    config = resolve(config, iterations=iterations, seed=seed, device=device, progress=progress)
-    return remove_watermark_many([image], [hint], config)[0]
+    config = resolve(config, {"image": image, "hint": hint}, iterations=iterations, seed=seed, device=device,
+                     progress=progress)
+    return remove_watermark_many([image], config, [hint])[0]
 
 
 def remove_watermark_multi(images, config: SolverConfig | None = None, *, iterations: int | None = None,
@@ -170,7 +170,7 @@ def remove_watermark_multi(images, config: SolverConfig | None = None, *, iterat
     Returns ``images`` (clean, H x W x 3 each), ``watermark`` (median of mask x watermark, values
     below 0.1 zeroed) and ``mask``. Default 4000 iterations, lr 1e-3, 3 repeats with a median.
     """
-    config = resolve(config, iterations=iterations, seed=seed, device=device, progress=progress)
+    config = resolve(config, {"images": images}, iterations=iterations, seed=seed, device=device, progress=progress)
     if isinstance(images, (str, bytes)) or not hasattr(images, "__len__"):
         raise TypeError(f"images must be a list of images, got {type(images).__name__}")
     if len(images) < 2:
@@ -178,13 +178,14 @@ def remove_watermark_multi(images, config: SolverConfig | None = None, *, iterat
     dev = config.resolve_device()
     imgs = [load_image(im, f"images[{i}]", dev) for i, im in enumerate(images)]
     same_size(imgs, [f"images[{i}]" for i in range(len(imgs))])
-    stages = split_iterations(config.iterations, MULTI_ITERATIONS)
-    repeats = _repeats(config)
+    defaults = MULTI_SPEC.defaults_for(config.mode)
+    stages = split_iterations(config.iterations, defaults.stages)
+    repeats = config.repeats or defaults.repeats
     runs = []
     with timed_run(config, sum(stages) * repeats, "remove-watermark-multi") as (reporter, start):
         for r in range(repeats):
             problem = MultiWatermarkProblem(imgs, stages, derive_seed(config.seed, 11, r))
-            run_problem(problem, config, config.lr or DEFAULT_LR, reporter, extra={"repeat": r})
+            run_problem(problem, config, config.lr or defaults.lr, reporter, extra={"repeat": r})
             runs.append(problem.outputs)
         visible = median_of_runs([o["mask"] * o["watermark"] for o in runs])
         keep = (visible < VISIBLE).float()
@@ -195,3 +196,93 @@ def remove_watermark_multi(images, config: SolverConfig | None = None, *, iterat
             watermark=hwc(visible * (1 - keep)), mask=hwc(median_of_runs([o["mask"] for o in runs])),
             history=reporter.history, seconds=time.perf_counter() - start, config=config,
             fitted=problem.fitted({n: v[0] for n, v in problem.inputs.items()}))
+
+
+# ---- the tasks' specs ----------------------------------------------------------------------
+
+REPEATS = Option("repeats", "independent runs, median-combined (default 3)", type=int, in_config=True)
+_LAST_RUN = ("repeats: the task fits several independent runs and takes per-pixel medians; "
+             "these are the generators of the last run only")
+
+
+def export_recombination(names: list[str], result) -> dict:
+    """The image is the mask's blend of the (hinted) watermark and the clean image."""
+    return {
+        "groups": {},
+        "recombine": [{"name": "image", "formula": "mask * hint * watermark + (1 - mask) * clean, "
+                       "hint being the watermark-region map given to the task (not exported)",
+                       "op": None}],
+        "not_included": [_LAST_RUN, "the final image: (1 - hint) * input + hint * clean"]}
+
+
+def export_multi_recombination(names: list[str], result) -> dict:
+    """Each image is the mask's blend of the shared watermark and its clean image."""
+    cleans = sorted((n for n in names if n.startswith("clean_")), key=lambda n: int(n.split("_")[1]))
+    return {
+        "groups": {"cleans": cleans},
+        "recombine": [{"name": f"image_{n.split('_')[1]}", "formula": f"mask * watermark + (1 - mask) * {n}",
+                       "op": "blend", "weight": "mask", "a": "watermark", "b": n} for n in cleans],
+        "not_included": [
+            _LAST_RUN,
+            "the final images and watermark: pixels where the median of mask * watermark is "
+            "below 0.1 keep the input; the watermark field is mask * watermark elsewhere"]}
+
+
+def bench_problem(size: int, batch: int, device) -> BenchProblem:
+    images, mask = bench_inputs(size, batch, device)
+    return BenchProblem(HintedWatermarkProblem(images, mask, HINT_ITERATIONS, list(range(batch))), 1)
+
+
+def evaluation_cases(suite: str, size: int) -> list:
+    from doubledip.evaluation.cases import remove_watermark_case
+
+    if suite == "quick":
+        return [remove_watermark_case(size)]
+    return [remove_watermark_case(size), remove_watermark_case(size, "astronaut")]
+
+
+def multi_evaluation_cases(suite: str, size: int) -> list:
+    from doubledip.evaluation.cases import remove_watermark_multi_case
+
+    return [remove_watermark_multi_case(size)]
+
+
+def baselines(case) -> dict:
+    """The watermarked input itself."""
+    return {"input": {"image": case.args[0]}}
+
+
+def multi_baselines(case) -> dict:
+    """The watermarked inputs themselves."""
+    return {"input": {"images": list(case.args[0])}}
+
+
+SPEC = register(TaskSpec(
+    name="remove_watermark", cli_name="remove-watermark", summary="remove a watermark inside a hinted region",
+    run=remove_watermark, run_many=remove_watermark_many, result=WatermarkResult,
+    inputs=(Input("image", "image", "the watermarked image"),
+            Input("hint", "map", "map that is 1 over the watermark's region", batch_option="hints")),
+    options=(REPEATS,),
+    defaults={"reference": Defaults(HINT_ITERATIONS, DEFAULT_LR, repeats=DEFAULT_REPEATS),
+              "fast": Defaults(HINT_ITERATIONS, DEFAULT_LR, repeats=DEFAULT_REPEATS)},
+    export=export_recombination, bench=bench_problem,
+    evaluation=Evaluation(cases=evaluation_cases, score=metrics.score_remove_watermark, baselines=baselines,
+                          primary="psnr_region", fields=("image", "watermark", "mask"), quick_iterations=400),
+))
+
+MULTI_SPEC = register(TaskSpec(
+    name="remove_watermark_multi", cli_name="remove-watermark-multi",
+    summary="remove one watermark shared by several images",
+    run=remove_watermark_multi, result=MultiWatermarkResult,
+    not_batched="remove_watermark_multi already fits several images jointly; "
+                "call dd.remove_watermark_multi(images) per set instead",
+    inputs=(Input("images", "images", "two or more images of one size sharing a watermark"),),
+    options=(REPEATS,),
+    defaults={"reference": Defaults(MULTI_ITERATIONS, DEFAULT_LR, repeats=DEFAULT_REPEATS),
+              "fast": Defaults(MULTI_ITERATIONS, DEFAULT_LR, repeats=DEFAULT_REPEATS)},
+    export=export_multi_recombination,
+    evaluation=Evaluation(cases=multi_evaluation_cases, score=metrics.score_remove_watermark_multi,
+                          baselines=multi_baselines, primary="psnr_region", fields=("images", "watermark", "mask"),
+                          quick_iterations=300),
+))
+
