@@ -9,8 +9,6 @@ import argparse
 import sys
 from pathlib import Path
 
-TASKS = ("dehaze", "separate", "separate-pair", "segment", "remove-watermark", "remove-watermark-multi")
-
 
 class UsageError(Exception):
     """A problem with what the user asked for: reported in one line, exit code 2."""
@@ -24,6 +22,8 @@ class _Parser(argparse.ArgumentParser):
 def _common(p: argparse.ArgumentParser, default_out: str | None = None) -> None:
     p.add_argument("-o", "--output", dest="output", default=default_out, required=default_out is None,
                    metavar="OUTDIR", help="folder for the result images and result.json")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace another task's result (or other files) in OUTDIR; without it such a folder is refused")
     p.add_argument("--iterations", type=int, default=None,
                    help="total iterations of one run (default: the method's)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
@@ -41,52 +41,48 @@ def _common(p: argparse.ArgumentParser, default_out: str | None = None) -> None:
                    help="also write the fitted generators to OUTDIR/export (with manifest.json)")
 
 
+def _several(spec) -> bool:
+    """Whether the task's subcommand takes several images as one batched run (OUTDIR/<name>/ each):
+    it batches, and its only required input is one image."""
+    required = spec.required_inputs
+    return spec.run_many is not None and len(required) == 1 and required[0].kind == "image"
+
+
+def _add_task(sub, spec) -> None:
+    """The subcommand of one registered task, from its spec's inputs and options."""
+    p = sub.add_parser(spec.cli_name, help=spec.summary, description=spec.summary)
+    for item in spec.inputs:
+        if item.required:
+            nargs = "+" if item.kind == "images" or _several(spec) else None
+            p.add_argument(item.name, nargs=nargs, help=item.help)
+        else:
+            p.add_argument("--" + item.name.replace("_", "-"), dest=item.name, default=None, help=item.help)
+    for option in spec.options:
+        if option.flag:
+            p.add_argument(option.cli_flag, dest=option.name, action="store_true", help=option.help)
+        else:
+            p.add_argument(option.cli_flag, dest=option.name, type=option.type, nargs=option.nargs,
+                           choices=option.choices, default=None, metavar=option.metavar, help=option.help)
+    _common(p)
+    p.set_defaults(task=spec.name, func=_write)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from doubledip.engine.tasks import registry
+
     parser = _Parser(prog="doubledip", description="Double-DIP unsupervised image decomposition.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    p = sub.add_parser("dehaze", help="remove haze: image, transmission map, airlight")
-    p.add_argument("image", nargs="+", help="one image, or several of one size (batched: OUTDIR/<name>/ each)")
-    p.add_argument("--airlight", type=float, nargs=3, metavar=("R", "G", "B"), default=None,
-                   help="known airlight in [0, 1] (default: dark channel prior estimate)")
-    p.add_argument("--learn-airlight", action="store_true", help="learn the airlight in the first pass too")
-    p.add_argument("--passes", type=int, default=None, choices=(1, 2),
-                   help="default: 2 (reference mode), 1 (fast mode)")
-    _common(p)
-
-    p = sub.add_parser("separate", help="split one image into two additive layers")
-    p.add_argument("image", nargs="+", help="one image, or several of one size (batched: OUTDIR/<name>/ each)")
-    _common(p)
-
-    p = sub.add_parser("separate-pair", help="two layers from two mixtures with different weights")
-    p.add_argument("image1")
-    p.add_argument("image2")
-    _common(p)
-
-    p = sub.add_parser("segment", help="foreground/background segmentation")
-    p.add_argument("image")
-    p.add_argument("--fg-hint", default=None, help="map marking sure foreground (needs --bg-hint)")
-    p.add_argument("--bg-hint", default=None, help="map marking sure background (needs --fg-hint)")
-    _common(p)
-
-    p = sub.add_parser("remove-watermark", help="remove a watermark inside a hinted region")
-    p.add_argument("image")
-    p.add_argument("hint", help="map that is 1 over the watermark's region")
-    p.add_argument("--repeats", type=int, default=None, help="independent runs, median-combined (default 3)")
-    _common(p)
-
-    p = sub.add_parser("remove-watermark-multi", help="remove one watermark shared by several images")
-    p.add_argument("images", nargs="+")
-    p.add_argument("--repeats", type=int, default=None, help="independent runs, median-combined (default 3)")
-    _common(p)
+    for spec in registry.tasks():
+        _add_task(sub, spec)
 
     p = sub.add_parser("demo", help="dehaze a hazed sample image (fast mode, short run, no arguments)")
     _common(p, default_out="doubledip-demo")
-    p.set_defaults(iterations_default=600, mode="fast")
+    p.set_defaults(iterations_default=600, mode="fast", func=_write)
 
+    benched = [s.name for s in registry.tasks() if s.bench is not None]
     p = sub.add_parser("bench", help="time one optimisation step of a task on this machine")
     p.add_argument("--task", nargs="+", default=["separate"], metavar="TASK",
-                   help="separate, separate_pair, segment, dehaze, remove_watermark (several allowed)")
+                   help=", ".join(benched) + " (several allowed)")
     p.add_argument("--size", type=int, nargs="+", default=[256], help="image side(s)")
     p.add_argument("--batch", type=int, nargs="+", default=[1], help="images per batched run")
     p.add_argument("--device", default="auto")
@@ -98,22 +94,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default=None, metavar="OUTDIR", help="also write OUTDIR/bench.json")
     p.set_defaults(func=_bench)
 
-    try:
-        from doubledip.evaluation.command import register
-    except ImportError:  # the evaluation suite is optional at this stage
-        register = None
-    if register is not None:
-        register(sub)
+    from doubledip.evaluation.command import register
+
+    register(sub)
     return parser
 
 
-def _config(args):
+def _config(args, spec=None):
     from doubledip.engine.config import SolverConfig
 
     iterations = args.iterations if args.iterations is not None else getattr(args, "iterations_default", None)
-    return SolverConfig(iterations=iterations, repeats=getattr(args, "repeats", None), device=args.device,
-                        seed=args.seed, mode=args.mode, progress=not args.quiet, log_every=args.log_every,
-                        threads=args.threads, compile=args.compile, low_memory=args.low_memory)
+    fields = {o.name: getattr(args, o.name) for o in (spec.options if spec else ()) if o.in_config}
+    return SolverConfig(iterations=iterations, device=args.device, seed=args.seed, mode=args.mode,
+                        progress=not args.quiet, log_every=args.log_every, threads=args.threads,
+                        compile=args.compile, low_memory=args.low_memory, **fields)
 
 
 def demo_image(size: int = 192):
@@ -160,65 +154,82 @@ def _unique_stems(paths: list[str]) -> list[str]:
     return [s if stems.count(s) == 1 else f"{i}_{s}" for i, s in enumerate(stems)]
 
 
-def _run(args) -> Path:
-    import doubledip as dd
-    from doubledip.engine.io import save_png
-
-    config = _config(args)
-    out = Path(args.output)
+def _check_output(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise UsageError(f"output {str(out)!r} exists and is not a folder")
+
+
+def _task_call(spec, args, config) -> list[tuple[Path, object]]:
+    """Run the task the subcommand names; returns (folder, result) pairs to save."""
+    out = Path(args.output)
+    options = {o.name: getattr(args, o.name) for o in spec.options if not o.in_config}
+    options = {k: v for k, v in options.items() if v is not None and v is not False}
+    optional = {i.name: getattr(args, i.name) for i in spec.optional_inputs if getattr(args, i.name) is not None}
+    required = [getattr(args, i.name) for i in spec.required_inputs]
+    if _several(spec):
+        images = required[0]
+        if len(images) > 1:  # several images: one batched run, OUTDIR/<name>/ each
+            if optional:
+                raise UsageError(f"{spec.cli_name}: {', '.join('--' + n.replace('_', '-') for n in optional)} "
+                                 f"applies to one image; give one image, or none of these options")
+            from doubledip.engine.batch import batch
+
+            results = batch(spec.name, images, config, **options)
+            return [(out / folder, r) for folder, r in zip(_unique_stems(images), results)]
+        required = [images[0]]
+    return [(out, spec.run(*required, config, **optional, **options))]
+
+
+def _run(args) -> Path:
+    from doubledip.engine.tasks import registry
+
+    out = Path(args.output)
+    _check_output(out)
     if args.export == "onnx":
         import importlib.util
 
         if importlib.util.find_spec("onnx") is None or importlib.util.find_spec("onnxscript") is None:
             raise UsageError("--export onnx needs the onnx and onnxscript packages (pip install 'doubledip[onnx]')")
-    cmd = args.command
-    if cmd in ("dehaze", "separate") and len(args.image) > 1:  # several images: one batched run
-        options = {"airlight": args.airlight, "learn_airlight": args.learn_airlight,
-                   "passes": args.passes} if cmd == "dehaze" else {}
-        results = dd.batch(cmd, args.image, config, **options)
-        for folder, result in zip(_unique_stems(args.image), results):
-            result.save(out / folder)
-            if args.export:
-                result.export(out / folder / "export", args.export)
-        return out
-    if cmd == "dehaze":
-        result = dd.dehaze(args.image[0], config, airlight=args.airlight, learn_airlight=args.learn_airlight,
-                           passes=args.passes)
-    elif cmd == "separate":
-        result = dd.separate(args.image[0], config)
-    elif cmd == "separate-pair":
-        result = dd.separate_pair(args.image1, args.image2, config)
-    elif cmd == "segment":
-        result = dd.segment(args.image, args.fg_hint, args.bg_hint, config)
-    elif cmd == "remove-watermark":
-        result = dd.remove_watermark(args.image, args.hint, config)
-    elif cmd == "remove-watermark-multi":
-        result = dd.remove_watermark_multi(args.images, config)
-    elif cmd == "demo":
+    extra = {}
+    if args.command == "demo":
+        import doubledip as dd
+
         hazy = demo_image()
-        result = dd.dehaze(hazy, config)
-        result.save(out)
-        save_png(out / "input.png", hazy)
-        if args.export:
-            result.export(out / "export", args.export)
-        return out
-    else:  # pragma: no cover - argparse rejects unknown commands
-        raise UsageError(f"unknown command {cmd!r}")
-    result.save(out)
-    if args.export:
-        result.export(out / "export", args.export)
+        runs = [(out, dd.dehaze(hazy, _config(args)))]
+        extra = {"input": hazy}
+    else:
+        spec = registry.get(args.task)
+        runs = _task_call(spec, args, _config(args, spec))
+    for folder, result in runs:
+        _save(result, folder, args, extra)
     return out
+
+
+def _save(result, folder: Path, args, extra_images: dict) -> None:
+    """Write one result (and its export) into ``folder``; an unwritable folder is a usage error."""
+    try:
+        result.save(folder, overwrite=args.overwrite, extra_images=extra_images or None)
+        if args.export:
+            result.export(folder / "export", args.export)
+    except OSError as exc:  # unwritable or read-only: one line naming the folder
+        raise UsageError(f"cannot write to {str(folder)!r}: {exc.strerror or exc}") from None
+
+
+def _write(args) -> int:
+    """A task's or the demo's subcommand: run, save, list what was written."""
+    out = _run(args)
+    print(f"results written to {out.resolve()}")
+    for f in sorted(out.iterdir()):
+        if not f.name.startswith("."):
+            print(f"  {f.name}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        if hasattr(args, "func"):  # subcommands that bring their own runner (evaluate)
-            return int(args.func(args) or 0)
-        out = _run(args)
+        return int(args.func(args) or 0)
     except UsageError as exc:
         print(f"doubledip: error: {exc}", file=sys.stderr)
         return 2
@@ -228,11 +239,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("doubledip: interrupted; nothing was written", file=sys.stderr)
         return 130
-    print(f"results written to {out.resolve()}")
-    for f in sorted(out.iterdir()):
-        if not f.name.startswith("."):
-            print(f"  {f.name}")
-    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover
