@@ -118,7 +118,8 @@ class TaskSpec:
         (None: the task cannot be batched; ``not_batched`` says why).
     export(names, result) -> the manifest's recombination entries (groups, constants,
         recombine, not_included) for the fitted generators ``names``.
-    bench(size, batch, device) -> :class:`BenchProblem` (None: not benchmarked).
+    bench(size, batch, device, fast=False) -> :class:`BenchProblem` (None: not benchmarked);
+        ``fast``: the problem as fast mode builds it, where its step differs.
     """
 
     name: str
@@ -132,7 +133,7 @@ class TaskSpec:
     run_many: Optional[Callable] = None
     not_batched: str = ""
     export: Optional[Callable[[list, Any], dict]] = None
-    bench: Optional[Callable[[int, int, Any], BenchProblem]] = None
+    bench: Optional[Callable[..., BenchProblem]] = None
     evaluation: Optional[Evaluation] = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -171,13 +172,13 @@ _NOT_TASKS = {"common", "registry"}
 def register(spec: TaskSpec) -> TaskSpec:
     """Add ``spec`` to the registry (its module calls this at import); returns it.
 
-    A second spec with a name or CLI name already taken is an error (re-registering the same
-    spec object, as a module reload does, is not)."""
+    A second spec with a name or CLI name already taken is an error (the same task from the
+    same module again, as a reload does, is not)."""
     if not isinstance(spec, TaskSpec):
         raise TypeError(f"register expects a TaskSpec, got {type(spec).__name__}")
     for other in _REGISTRY.values():
-        if other is spec or other.name == spec.name and other.run is spec.run:
-            continue
+        if other.name == spec.name and other.run.__module__ == spec.run.__module__:
+            continue  # the same module again (a reload): its new spec replaces the old
         if spec.name in (other.name, other.cli_name) or spec.cli_name in (other.name, other.cli_name):
             raise ValueError(f"task {spec.name!r} (CLI {spec.cli_name!r}) clashes with the registered "
                              f"task {other.name!r} (CLI {other.cli_name!r})")

@@ -175,7 +175,7 @@ def export_recombination(names: list[str], result) -> dict:
             "iteration past 30 dB); the exported weights are those after the last iteration"]}
 
 
-def bench_problem(size: int, batch: int, device) -> BenchProblem:
+def bench_problem(size: int, batch: int, device, fast: bool = False) -> BenchProblem:
     images, mask = bench_inputs(size, batch, device)
     return BenchProblem(SegmentationProblem(images, mask, 1 - mask, DEFAULT_ITERATIONS, list(range(batch))), 1)
 

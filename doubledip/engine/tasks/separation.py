@@ -153,9 +153,9 @@ def export_recombination(names: list[str], result) -> dict:
         "not_included": [BEST_TRACKED]}
 
 
-def bench_problem(size: int, batch: int, device) -> BenchProblem:
+def bench_problem(size: int, batch: int, device, fast: bool = False) -> BenchProblem:
     images, _ = bench_inputs(size, batch, device)
-    return BenchProblem(SeparationProblem(images, DEFAULT_ITERATIONS, list(range(batch))), 0)
+    return BenchProblem(SeparationProblem(images, DEFAULT_ITERATIONS, list(range(batch)), fast=fast), 0)
 
 
 def evaluation_cases(suite: str, size: int) -> list:

@@ -228,7 +228,7 @@ def export_multi_recombination(names: list[str], result) -> dict:
             "below 0.1 keep the input; the watermark field is mask * watermark elsewhere"]}
 
 
-def bench_problem(size: int, batch: int, device) -> BenchProblem:
+def bench_problem(size: int, batch: int, device, fast: bool = False) -> BenchProblem:
     images, mask = bench_inputs(size, batch, device)
     return BenchProblem(HintedWatermarkProblem(images, mask, HINT_ITERATIONS, list(range(batch))), 1)
 
