@@ -35,14 +35,15 @@ def _close(got, want, rtol=1e-5, atol=1e-6):
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("mask_kind", MASKS)
 @pytest.mark.parametrize("loss", ["l1", "mse"])
-def test_blend_matches_reference(backend, size, mask_kind, loss):
-    _, device = backend
+def test_blend_matches_reference(backend, fused_calls, size, mask_kind, loss):
+    name, device = backend
     gen = torch.Generator().manual_seed(zlib.crc32(repr((size, mask_kind, loss)).encode()))
     a, b, t = (torch.rand(size, generator=gen).to(device).requires_grad_() for _ in range(3))
     m = _mask(mask_kind, size, device, gen)
     if m is not None:
         m.requires_grad_()
     got, got_g = _run(lambda m, a, b, t: blend_loss(m, a, b, t, loss), [m, a, b, t])
+    fused_calls.expect(name, "blend_fwd", "blend_bwd")
     want, want_g = _run(lambda m, a, b, t: blend_loss_ref(m, a, b, t, loss), [m, a, b, t])
     _close(got, want)
     for g, w in zip(got_g, want_g):
@@ -51,35 +52,41 @@ def test_blend_matches_reference(backend, size, mask_kind, loss):
 
 
 @pytest.mark.parametrize("mask_kind", ["none", "pixel", "item"])
-def test_blend_only_some_gradients(backend, mask_kind):
+def test_blend_only_some_gradients(backend, fused_calls, mask_kind):
     """Only the inputs that require grad get one (the others are not computed)."""
-    _, device = backend
+    name, device = backend
     size = (2, 3, 9, 11)
     gen = torch.Generator().manual_seed(3)
     a = torch.rand(size, generator=gen).to(device).requires_grad_()
     b, t = torch.rand(size, generator=gen).to(device), torch.rand(size, generator=gen).to(device)
     m = _mask(mask_kind, size, device, gen)
     got, (_, ga, gb, gt) = _run(lambda m, a, b, t: blend_loss(m, a, b, t, "mse"), [m, a, b, t])
+    fused_calls.expect(name, "blend_fwd", "blend_bwd")
     want, (_, wa, _, _) = _run(lambda m, a, b, t: blend_loss_ref(m, a, b, t, "mse"), [m, a, b, t])
     _close(got, want)
     _close(ga, wa)
     assert gb is None and gt is None
 
 
-def test_blend_no_grad_and_odd_inputs(backend):
-    """No-grad calls, non-contiguous inputs, a python-float mask and float64 (reference fallback)."""
-    _, device = backend
+def test_blend_no_grad_and_odd_inputs(backend, fused_calls):
+    """No-grad calls, non-contiguous inputs and a python-float mask: all fused."""
+    name, device = backend
     gen = torch.Generator().manual_seed(5)
     a, b, t = (torch.rand(2, 3, 13, 17, generator=gen).to(device) for _ in range(3))
     with torch.no_grad():
-        _close(blend_loss(None, a, b, t), blend_loss_ref(None, a, b, t))
+        got = blend_loss(None, a, b, t)
+    fused_calls.expect(name, "blend_fwd")
+    _close(got, blend_loss_ref(None, a, b, t))
     at = a.transpose(2, 3)
     bt, tt = b.transpose(2, 3), t.transpose(2, 3)
-    _close(blend_loss(None, at, bt, tt, "mse"), blend_loss_ref(None, at, bt, tt, "mse"))
-    _close(blend_loss(0.3, a, b, t), blend_loss_ref(0.3, a, b, t))
-    a64, b64, t64 = a.double(), b.double(), t.double()
-    assert blend_loss(None, a64, b64, t64).dtype == torch.float64
-    _close(blend_loss(None, a64, b64, t64), blend_loss_ref(None, a64, b64, t64))
+    fused_calls.clear()
+    got = blend_loss(None, at, bt, tt, "mse")
+    fused_calls.expect(name, "blend_fwd")
+    _close(got, blend_loss_ref(None, at, bt, tt, "mse"))
+    fused_calls.clear()
+    got = blend_loss(0.3, a, b, t)
+    fused_calls.expect(name, "blend_fwd")
+    _close(got, blend_loss_ref(0.3, a, b, t))
 
 
 def test_blend_rejects_unknown_loss(backend):
@@ -103,15 +110,47 @@ def test_blend_reference_gradcheck(mask_kind, loss):
     assert torch.autograd.gradcheck(fn, inputs)
 
 
-@pytest.mark.parametrize("mask_shape", [(1, 1, 13, 17), (1, 3, 13, 17), (3, 1, 1)], ids=str)
-def test_blend_other_broadcasts_fall_back(backend, mask_shape):
-    """Masks broadcast over the batch (or 3-dim) are not fused: the reference serves them, with gradients."""
-    _, device = backend
+UNFUSED = {"float64": lambda x: x.double(), "mask (1, 1, H, W)": None, "mask (1, C, H, W)": None,
+           "mask (C, 1, 1)": None, "empty": lambda x: x[:0]}
+
+
+def _unfused_inputs(kind, device):
+    """Valid inputs that the fused kernels do not handle: (mask, a, b, t), each requiring grad."""
     gen = torch.Generator().manual_seed(8)
-    a, b, t = (torch.rand(2, 3, 13, 17, generator=gen).to(device).requires_grad_() for _ in range(3))
-    m = torch.rand(mask_shape, generator=gen).to(device).requires_grad_()
-    got, got_g = _run(lambda m, a, b, t: blend_loss(m, a, b, t, "l1"), [m, a, b, t])
-    want, want_g = _run(lambda m, a, b, t: blend_loss_ref(m, a, b, t, "l1"), [m, a, b, t])
-    _close(got, want)
+    a, b, t = (torch.rand(2, 3, 13, 17, generator=gen) for _ in range(3))
+    m = torch.rand(2, 1, 13, 17, generator=gen)
+    if kind.startswith("mask"):
+        m = torch.rand({"mask (1, 1, H, W)": (1, 1, 13, 17), "mask (1, C, H, W)": (1, 3, 13, 17),
+                        "mask (C, 1, 1)": (3, 1, 1)}[kind], generator=gen)
+    else:
+        m, a, b, t = (UNFUSED[kind](x) for x in (m, a, b, t))
+    return [x.to(device).requires_grad_() for x in (m, a, b, t)]
+
+
+@pytest.mark.parametrize("kind", sorted(UNFUSED))
+def test_blend_unfused_inputs_use_the_reference_under_auto(auto_backend, kind, fused_calls):
+    """Under auto, valid inputs the kernels do not handle (float64, masks broadcast over the batch or
+    of fewer dims, empty tensors) get the reference's value and gradients, logged once."""
+    tensors = _unfused_inputs(kind, auto_backend.device)
+    got, got_g = _run(lambda m, a, b, t: blend_loss(m, a, b, t, "l1"), tensors)
+    _run(lambda m, a, b, t: blend_loss(m, a, b, t, "l1"), tensors)  # the same reason: no second log
+    fused_calls.expect("torch")
+    want, want_g = _run(lambda m, a, b, t: blend_loss_ref(m, a, b, t, "l1"), tensors)
+    torch.testing.assert_close(got, want, equal_nan=True)
     for g, w in zip(got_g, want_g):
-        _close(g, w)
+        torch.testing.assert_close(g, w, equal_nan=True)
+    (message,) = auto_backend.fallbacks("blend_loss")
+    assert f"the {auto_backend.name} kernels do not handle" in message and "plain-torch reference" in message
+
+
+@pytest.mark.parametrize("kind", sorted(UNFUSED))
+def test_blend_unfused_inputs_are_refused_by_a_forced_backend(backend, kind, fused_calls):
+    """A forced fused backend raises for the same inputs (the torch backend serves them)."""
+    name, device = backend
+    tensors = _unfused_inputs(kind, device)
+    if name == "torch":
+        torch.testing.assert_close(blend_loss(*tensors), blend_loss_ref(*tensors), equal_nan=True)
+    else:
+        with pytest.raises(ValueError, match=f"the {name} kernels do not handle .*DOUBLEDIP_BACKEND={name} is forced"):
+            blend_loss(*tensors)
+    fused_calls.expect("torch")

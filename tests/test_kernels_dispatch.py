@@ -1,6 +1,9 @@
 """Backend choice, the C++ core's loading, import lightness and torch.compile of the fused ops."""
 from __future__ import annotations
 
+import ast
+import inspect
+import logging
 import os
 import subprocess
 import sys
@@ -34,17 +37,64 @@ def test_cpp_core_loaded():
     assert bindings.core().__name__ == "doubledip.bindings._core"
 
 
-def test_missing_core_warns_once_and_falls_back(missing_core, monkeypatch):
+def test_missing_core_warns_once_and_falls_back(missing_core, monkeypatch, caplog, fused_calls):
+    """Without the core, auto serves CPU tensors with the references and logs that once."""
     monkeypatch.delenv("DOUBLEDIP_REQUIRE_CPP", raising=False)
     monkeypatch.setenv("DOUBLEDIP_BACKEND", "auto")
+    monkeypatch.setattr(_dispatch, "_noted", set())
     with pytest.warns(RuntimeWarning, match="C\\+\\+ CPU core is not built"):
         assert not bindings.is_available()
-    with warnings.catch_warnings():
+    a = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    with warnings.catch_warnings(), caplog.at_level(logging.WARNING, logger="doubledip.kernels"):
         warnings.simplefilter("error")
         assert _dispatch.resolve(torch.device("cpu")) == "torch"
+        assert torch.equal(blend_loss(None, a, a, a), blend_loss_ref(None, a, a, a))
+    fused_calls.expect("torch")
+    (record,) = caplog.records
+    assert record.name == "doubledip.kernels" and "C++ CPU core is not built" in record.getMessage()
     monkeypatch.setenv("DOUBLEDIP_BACKEND", "cpp")
     with pytest.raises(RuntimeError, match="not built"):
         _dispatch.resolve(torch.device("cpu"))
+
+
+def test_missing_triton_is_logged_once_under_auto(monkeypatch, caplog):
+    """Without triton, auto serves CUDA tensors with the references (logged once); forced, it raises."""
+    monkeypatch.setattr(_dispatch, "triton_importable", lambda: False)
+    monkeypatch.setattr(_dispatch, "_noted", set())
+    monkeypatch.setenv("DOUBLEDIP_BACKEND", "auto")
+    with caplog.at_level(logging.WARNING, logger="doubledip.kernels"):
+        assert [_dispatch.resolve(torch.device("cuda")) for _ in range(2)] == ["torch", "torch"]
+    (record,) = caplog.records
+    assert "triton is not installed" in record.getMessage()
+    monkeypatch.setenv("DOUBLEDIP_BACKEND", "triton")
+    with pytest.raises(RuntimeError, match="triton is not installed"):
+        _dispatch.resolve(torch.device("cuda"))
+
+
+def test_fall_back_logs_once_per_reason_or_raises_when_forced(monkeypatch, caplog):
+    monkeypatch.setattr(_dispatch, "_noted", set())
+    monkeypatch.setenv("DOUBLEDIP_BACKEND", "auto")
+    with caplog.at_level(logging.WARNING, logger="doubledip.kernels"):
+        for reason, detail in [("reason one", "first"), ("reason one", "second"), ("reason two", "")]:
+            assert _dispatch.fall_back("some_op", "cpp", reason, detail) == "torch"
+        assert _dispatch.fall_back("other_op", "cpp", "reason one") == "torch"
+    assert [r.getMessage() for r in caplog.records] == [
+        "doubledip.kernels: some_op: the cpp kernels do not handle reason one (first); using the plain-torch reference",
+        "doubledip.kernels: some_op: the cpp kernels do not handle reason two; using the plain-torch reference",
+        "doubledip.kernels: other_op: the cpp kernels do not handle reason one; using the plain-torch reference",
+    ]
+    monkeypatch.setenv("DOUBLEDIP_BACKEND", "triton")
+    with pytest.raises(ValueError, match=r"some_op: the triton kernels do not handle reason one \(first\); "
+                                         r"DOUBLEDIP_BACKEND=triton is forced"):
+        _dispatch.fall_back("some_op", "triton", "reason one", "first")
+
+
+def test_dispatch_is_a_leaf():
+    """_dispatch imports nothing of doubledip.kernels (the op modules import it, never the reverse)."""
+    tree = ast.parse(inspect.getsource(_dispatch))
+    imported = [node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
+    imported += [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
+    assert imported and not [m for m in imported if m and m.startswith("doubledip.kernels")]
 
 
 def test_missing_core_is_an_error_when_required(missing_core, monkeypatch):
@@ -115,29 +165,32 @@ def _compile_backends():
     return names
 
 
-@pytest.mark.parametrize("backend", _compile_backends())
-def test_compile_traces_the_ops(backend, monkeypatch):
-    """Dynamo + AOTAutograd on the ops give eager's numbers; the fused backends without a graph break.
+@pytest.mark.parametrize("name", _compile_backends())
+def test_compile_traces_the_ops(name, monkeypatch, fused_calls):
+    """Dynamo + AOTAutograd on the ops give eager's numbers; the fused backends without a graph break
+    (their primitives run inside the graph as the doubledip:: custom ops).
 
     (perturb_ref seeds a torch.Generator, which dynamo cannot create in a graph: it breaks there.)
     Uses the aot_eager backend (seconds); the inductor test below is the slow, complete one.
     """
-    monkeypatch.setenv("DOUBLEDIP_BACKEND", backend)
+    monkeypatch.setenv("DOUBLEDIP_BACKEND", name)
     torch._dynamo.reset()
-    _compare_compiled(torch.compile(_step, backend="aot_eager", fullgraph=backend != "torch"))
+    _compare_compiled(torch.compile(_step, backend="aot_eager", fullgraph=name != "torch"))
+    fused_calls.expect(name, "blend_fwd", "blend_bwd", "avg_pool2", "excl_means", "excl_grad", "perturb")
 
 
 @pytest.mark.slow
-def test_compile_inductor_matches_eager(monkeypatch):
+def test_compile_inductor_matches_eager(monkeypatch, fused_calls):
     """Full torch.compile (inductor, about 40 s cold on a 2-core CPU) with the C++ backend."""
     if not bindings.is_available():
         pytest.skip("C++ core not built")
     monkeypatch.setenv("DOUBLEDIP_BACKEND", "cpp")
     torch._dynamo.reset()
     _compare_compiled(torch.compile(_step, fullgraph=True), seeds=(1,))
+    fused_calls.expect("cpp", "blend_fwd", "blend_bwd", "avg_pool2", "excl_means", "excl_grad", "perturb")
 
 
-def test_references_are_the_torch_backend(monkeypatch):
+def test_references_are_the_torch_backend(monkeypatch, fused_calls):
     """DOUBLEDIP_BACKEND=torch runs exactly the references."""
     monkeypatch.setenv("DOUBLEDIP_BACKEND", "torch")
     gen = torch.Generator().manual_seed(1)
@@ -145,3 +198,4 @@ def test_references_are_the_torch_backend(monkeypatch):
     assert torch.equal(blend_loss(None, a, b, t), blend_loss_ref(None, a, b, t))
     assert torch.equal(exclusion_loss(a, b), exclusion_loss_ref(a, b))
     assert torch.equal(perturb(a, 0.1, 3), perturb_ref(a, 0.1, 3))
+    fused_calls.expect("torch")

@@ -1,5 +1,6 @@
 """Fused steps of the Double-DIP loop: each op has a plain-torch reference ``<op>_ref`` (the oracle
-and the export path) and a public op that dispatches per call (see ``_dispatch``).
+and the export path) and a public op that checks its inputs, asks ``_dispatch.resolve`` for the
+backend of their device on each call and runs its own reference or fused path.
 
 Ops (batch N >= 1; each returns the mean over items of each item's own value):
 - ``blend_loss(mask, a, b, target, loss)``: loss of ``mask*a + (1-mask)*b`` (or ``a + b``) vs target.
@@ -8,8 +9,9 @@ Ops (batch N >= 1; each returns the mean over items of each item's own value):
 
 Backends (``_dispatch``; ``DOUBLEDIP_BACKEND=auto|torch|triton|cpp``): Triton kernels for CUDA tensors
 (``_triton_*.py``, imported only when chosen), the C++ core for CPU tensors (``doubledip.bindings``),
-the references otherwise. The fused primitives are ``torch.library`` custom ops under
-``torch.compile`` (``_ops``).
+the references otherwise; valid inputs a fused backend does not handle go to the reference (logged
+once under ``auto``, an error when forced). Each op module defines its fused primitives as
+``torch.library`` custom ops for ``torch.compile`` (``_ops``).
 """
 from doubledip.kernels.blend import blend_loss, blend_loss_ref
 from doubledip.kernels.exclusion import exclusion_loss, exclusion_loss_ref

@@ -1,29 +1,38 @@
-"""Per-call backend choice for the fused ops.
+"""Per-call backend choice for the fused ops: a leaf (it imports nothing of ``doubledip.kernels``).
 
 ``DOUBLEDIP_BACKEND`` (read on every call; under ``torch.compile`` at trace time):
 - ``auto`` (default): CUDA tensors -> ``triton`` when triton imports, CPU tensors -> ``cpp`` when the
-  compiled core is built (else one warning), anything else -> ``torch``;
+  compiled core is built, anything else -> ``torch``;
 - ``torch``: the plain-torch references;
 - ``triton``: the Triton kernels; on CPU tensors this is the interpreter, which needs
   ``TRITON_INTERPRET=1`` in the environment before triton is first imported;
 - ``cpp``: the C++ core (CPU tensors only).
-A forced backend that cannot run raises instead of silently falling back. Inputs a backend does not
-handle (not float32, odd mask shapes, images too small for the pyramid) use the reference.
+
+``resolve(device)`` answers which; each op module then runs its own reference or fused path.
+Fallbacks are visible: where ``auto`` cannot use the fused backend of a device (core not built,
+triton missing) or an op's fused kernels do not handle valid inputs (``fall_back``: not float32,
+odd mask shapes, images too small for the pyramid), the reference serves them and the logger
+``doubledip.kernels`` warns once per reason. A forced backend that cannot run, or cannot take the
+inputs, raises instead.
 """
 from __future__ import annotations
 
 import contextlib
 import functools
-import importlib
 import importlib.util
+import logging
 import os
 
 import torch
 
 BACKENDS = ("auto", "torch", "triton", "cpp")
 
+log = logging.getLogger("doubledip.kernels")
+_noted: set = set()  # the reasons already logged (each once per process)
+
 
 def backend_name() -> str:
+    """The ``DOUBLEDIP_BACKEND`` setting, one of ``BACKENDS``."""
     name = os.environ.get("DOUBLEDIP_BACKEND", "auto").strip().lower() or "auto"
     if name not in BACKENDS:
         raise ValueError(f"DOUBLEDIP_BACKEND must be one of {BACKENDS}, got {name!r}")
@@ -46,6 +55,12 @@ def cpp_available() -> bool:
     return bindings.core() is not None
 
 
+def _note_once(key, message: str) -> None:
+    if key not in _noted:
+        _noted.add(key)
+        log.warning(message)
+
+
 def resolve(device) -> str:
     """The backend (``torch``, ``triton`` or ``cpp``) that serves tensors on ``device`` now."""
     return _resolve(torch.device(device).type)
@@ -57,9 +72,16 @@ def _resolve(kind: str) -> str:
         return "torch"
     if name == "auto":
         if kind == "cuda":
-            return "triton" if triton_importable() else "torch"
+            if triton_importable():
+                return "triton"
+            _note_once(("auto", kind), "doubledip.kernels: triton is not installed; CUDA tensors use the "
+                                       "plain-torch references (pip install 'doubledip[triton]')")
+            return "torch"
         if kind == "cpu":
-            return "cpp" if cpp_available() else "torch"
+            if cpp_available():
+                return "cpp"
+            _note_once(("auto", kind), "doubledip.kernels: the C++ CPU core is not built; CPU tensors use "
+                                       "the plain-torch references (reinstall: pip install -e .)")
         return "torch"
     if name == "triton":
         if not triton_importable():
@@ -78,11 +100,26 @@ def _resolve(kind: str) -> str:
     return "cpp"
 
 
-# Under torch.compile the choice is made once, at trace time (it imports modules and reads the
-# environment, which dynamo cannot trace): a compiled function keeps the backend it was traced with.
-# This is what torch.compiler.assume_constant_result does; calling that here would import
-# torch._dynamo, which imports triton, at `import doubledip.kernels` (tests guard both facts).
+def fall_back(op: str, backend: str, reason: str, detail: str = "") -> str:
+    """The backend for valid inputs that ``backend``'s kernels of ``op`` do not handle: ``torch``.
+
+    Under ``auto`` it logs once per (op, backend, reason) (``detail``: the first case seen, in the
+    message only); with ``DOUBLEDIP_BACKEND`` forced it raises ValueError instead.
+    """
+    message = f"{op}: the {backend} kernels do not handle {reason}" + (f" ({detail})" if detail else "")
+    if backend_name() != "auto":
+        raise ValueError(f"{message}; DOUBLEDIP_BACKEND={backend} is forced (auto would use the "
+                         "plain-torch reference)")
+    _note_once((op, backend, reason), f"doubledip.kernels: {message}; using the plain-torch reference")
+    return "torch"
+
+
+# Under torch.compile the choice is made once, at trace time (it imports modules, reads the
+# environment and logs, which dynamo cannot trace): a compiled function keeps the backend it was
+# traced with. This is what torch.compiler.assume_constant_result does; calling that here would
+# import torch._dynamo, which imports triton, at `import doubledip.kernels` (tests guard both facts).
 _resolve._dynamo_marked_constant = True
+fall_back._dynamo_marked_constant = True
 
 
 _cpp_layers = True
@@ -115,26 +152,3 @@ def cpp_layer_applies(x: torch.Tensor) -> bool:
     if torch.is_autocast_enabled("cpu"):
         return False
     return _resolve("cpu") == "cpp"
-
-
-def primitives(backend: str, group: str):
-    """The module with the fused primitives of ``group`` (blend, exclusion, noise) for ``backend``."""
-    if backend == "cpp":
-        return importlib.import_module("doubledip.bindings.ops")
-    if backend == "triton":
-        return importlib.import_module(f"doubledip.kernels._triton_{group}")
-    raise ValueError(f"no fused primitives for backend {backend!r}")
-
-
-def pick(op: str, tensor):
-    """The implementation of ``op`` for ``tensor``'s device under the current backend setting.
-
-    Returns a callable with the reference's signature.
-    """
-    from doubledip.kernels import blend, exclusion, noise
-
-    module = {"blend_loss": blend, "exclusion_loss": exclusion, "perturb": noise}[op]
-    backend = _resolve(tensor.device.type)
-    if backend == "torch":
-        return getattr(module, f"{op}_ref")
-    return functools.partial(getattr(module, f"_{op}_fused"), backend=backend)

@@ -10,11 +10,15 @@ N x 1 x 1 x 1: m_stride 1), 2 N x 1 x H x W, 3 N x C x H x W. Other shapes use t
 """
 from __future__ import annotations
 
-import torch
+from typing import Optional
 
-from doubledip.kernels import _ops
+import torch
+from torch import Tensor
+
+from doubledip.kernels import _checks, _dispatch, _ops
 
 LOSSES = ("l1", "mse")
+_OP = "blend_loss"
 
 
 def blend_loss_ref(mask, a: torch.Tensor, b: torch.Tensor, target: torch.Tensor, loss: str = "l1") -> torch.Tensor:
@@ -31,20 +35,51 @@ def blend_loss_ref(mask, a: torch.Tensor, b: torch.Tensor, target: torch.Tensor,
 
 
 def blend_loss(mask, a: torch.Tensor, b: torch.Tensor, target: torch.Tensor, loss: str = "l1") -> torch.Tensor:
-    """Blend + reconstruction loss, dispatched to the fastest available backend."""
-    from doubledip.kernels._dispatch import pick
+    """``blend_loss_ref`` on the backend that ``_dispatch.resolve`` picks for a's device.
 
-    return pick("blend_loss", a)(mask, a, b, target, loss)
+    a, b, target: floating N x C x H x W tensors of one shape and device; mask: None, a number or
+    a floating tensor on that device that broadcasts to a's shape. Anything else raises.
+    """
+    _check_inputs(mask, a, b, target, loss)
+    backend = _dispatch.resolve(a.device)
+    if backend != "torch":
+        mode = _mask_mode(mask, a)
+        unsupported = _unsupported(mask, a, b, target, mode)
+        if unsupported is not None:
+            backend = _dispatch.fall_back(_OP, backend, *unsupported)
+    if backend == "torch":
+        return blend_loss_ref(mask, a, b, target, loss)
+    if not isinstance(mask, (torch.Tensor, type(None))):
+        mask = torch.tensor(float(mask), dtype=torch.float32, device=a.device)
+    mask = mask.contiguous() if mask is not None else None
+    return _BlendLoss.apply(mask, a.contiguous(), b.contiguous(), target.contiguous(),
+                            mode[0], mode[1], loss == "mse", backend)
+
+
+def _check_inputs(mask, a, b, target, loss) -> None:
+    if loss not in LOSSES:
+        raise ValueError(f"{_OP}: loss must be one of {LOSSES}, got {loss!r}")
+    _checks.image_batch(_OP, "a", a)
+    _checks.like(_OP, "b", b, "a", a)
+    _checks.like(_OP, "target", target, "a", a)
+    if mask is None or _checks.real(mask):
+        return
+    if not isinstance(mask, torch.Tensor):
+        raise TypeError(f"{_OP}: mask must be None, a number or a tensor, got {type(mask).__name__}")
+    _checks.floating_tensor(_OP, "mask", mask)
+    _checks.same_device(_OP, "mask", mask, "a", a)
+    # broadcasting may expand the mask, never a: each of its (trailing-aligned) dims is 1 or a's
+    shape = tuple(mask.shape)
+    if len(shape) > 4 or any(m not in (1, s) for m, s in zip(reversed(shape), reversed(a.shape))):
+        raise ValueError(f"{_OP}: mask must broadcast to the shape of a {tuple(a.shape)}, got {shape}")
 
 
 def _mask_mode(mask, a: torch.Tensor):
-    """(mode, m_stride) of the fused kernels for ``mask``, or None when they do not handle it."""
+    """(mode, m_stride) of the fused kernels for ``mask`` (valid), or None when they do not handle it."""
     n, c, h, w = a.shape
     if mask is None:
         return 0, 0
-    if mask.dim() > 4:
-        return None
-    if mask.numel() == 1:
+    if not isinstance(mask, torch.Tensor) or mask.numel() == 1:
         return 1, 0
     shape = tuple(mask.shape)
     if shape == (n, 1, 1, 1):
@@ -56,20 +91,60 @@ def _mask_mode(mask, a: torch.Tensor):
     return None
 
 
-def _blend_loss_fused(mask, a, b, target, loss="l1", backend="cpp"):
-    """``blend_loss`` on a fused backend; inputs it does not handle go to the reference."""
-    if loss not in LOSSES:
-        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
-    if isinstance(mask, (int, float)):
-        mask = torch.tensor(float(mask), device=a.device)
-    tensors = [x for x in (mask, a, b, target) if x is not None]
-    mode = _mask_mode(mask, a) if a.dim() == 4 else None
-    if (mode is None or a.shape != b.shape or a.shape != target.shape or a.numel() == 0
-            or any(x.dtype != torch.float32 or x.device != a.device for x in tensors)):
-        return blend_loss_ref(mask, a, b, target, loss)
-    mask = mask.contiguous() if mask is not None else None
-    return _BlendLoss.apply(mask, a.contiguous(), b.contiguous(), target.contiguous(),
-                            mode[0], mode[1], loss == "mse", backend)
+def _unsupported(mask, a, b, target, mode):
+    """(reason, detail) when the fused kernels do not handle these valid inputs, else None."""
+    named = [("mask", mask), ("a", a), ("b", b), ("target", target)]
+    for name, x in named:
+        if isinstance(x, torch.Tensor) and x.dtype != torch.float32:
+            return "tensors other than float32", f"{name} is {x.dtype}"
+    if mode is None:
+        return ("masks broadcast over the batch or of fewer dims",
+                f"mask {tuple(mask.shape)} for a {tuple(a.shape)}; fused: a scalar, N x 1 x 1 x 1, "
+                "N x 1 x H x W or N x C x H x W")
+    if a.numel() == 0:
+        return "empty tensors", f"a {tuple(a.shape)}"
+    return None
+
+
+def _primitives(backend: str):
+    """The module with ``blend_fwd`` and ``blend_bwd`` of ``backend`` (``cpp`` or ``triton``)."""
+    if backend == "cpp":
+        from doubledip.bindings import ops
+
+        return ops
+    if backend == "triton":
+        from doubledip.kernels import _triton_blend
+
+        return _triton_blend
+    raise ValueError(f"{_OP}: no fused primitives for backend {backend!r}")
+
+
+def _fwd_fake(mask, a, b, t, mode, m_stride, mse, backend):
+    return a.new_empty(())
+
+
+@_ops.primitive("doubledip::blend_fwd", _fwd_fake)
+def _blend_fwd(mask: Optional[Tensor], a: Tensor, b: Tensor, t: Tensor, mode: int, m_stride: int,
+               mse: bool, backend: str) -> Tensor:
+    return _primitives(backend).blend_fwd(mask, a, b, t, mode, m_stride, mse)
+
+
+def _bwd_fake(grad, mask, a, b, t, mode, m_stride, mse, need_m, need_a, need_b, need_t, backend):
+    if need_m and mode:
+        gm = a.new_empty(a.shape[0]) if mode == 1 else torch.empty_like(mask)
+    else:
+        gm = a.new_empty(0)
+    return (gm, torch.empty_like(a) if need_a else a.new_empty(0),
+            torch.empty_like(b) if need_b else a.new_empty(0),
+            torch.empty_like(t) if need_t else a.new_empty(0))
+
+
+@_ops.primitive("doubledip::blend_bwd", _bwd_fake)
+def _blend_bwd(grad: Tensor, mask: Optional[Tensor], a: Tensor, b: Tensor, t: Tensor, mode: int,
+               m_stride: int, mse: bool, need_m: bool, need_a: bool, need_b: bool, need_t: bool,
+               backend: str) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    return tuple(_primitives(backend).blend_bwd(grad, mask, a, b, t, mode, m_stride, mse,
+                                                need_m, need_a, need_b, need_t))
 
 
 class _BlendLoss(torch.autograd.Function):
@@ -79,15 +154,14 @@ class _BlendLoss(torch.autograd.Function):
     def forward(ctx, mask, a, b, target, mode, m_stride, mse, backend):
         ctx.save_for_backward(mask, a, b, target)
         ctx.cfg = (mode, m_stride, mse, backend)
-        return _ops.call("blend_fwd", backend, mask, a, b, target, mode, m_stride, mse)
+        return _blend_fwd(mask, a, b, target, mode, m_stride, mse, backend)
 
     @staticmethod
     def backward(ctx, grad):
         mask, a, b, target = ctx.saved_tensors
         mode, m_stride, mse, backend = ctx.cfg
         needs = tuple(bool(x) for x in ctx.needs_input_grad[:4])
-        gm, ga, gb, gt = _ops.call("blend_bwd", backend, grad, mask, a, b, target, mode, m_stride,
-                                   mse, *needs)
+        gm, ga, gb, gt = _blend_bwd(grad, mask, a, b, target, mode, m_stride, mse, *needs, backend)
         if needs[0] and mask is not None:
             # mode 1 gives one value per item; a single scalar mask shared by all items sums them
             gm = gm.sum().reshape(mask.shape) if (mode == 1 and m_stride == 0) else gm.reshape(mask.shape)

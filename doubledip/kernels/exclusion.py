@@ -11,10 +11,15 @@ writes the final gradients of a and b once.
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
-from doubledip.kernels import _ops
+from doubledip.kernels import _checks, _dispatch, _ops
+
+_OP = "exclusion_loss"
 
 
 def _squashed_gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -54,23 +59,86 @@ def exclusion_loss_ref(a: torch.Tensor, b: torch.Tensor, levels: int = 3) -> tor
 
 
 def exclusion_loss(a: torch.Tensor, b: torch.Tensor, levels: int = 3) -> torch.Tensor:
-    """Exclusion loss, dispatched to the fastest available backend for the tensors' device."""
-    from doubledip.kernels._dispatch import pick
+    """``exclusion_loss_ref`` on the backend that ``_dispatch.resolve`` picks for a's device.
 
-    return pick("exclusion_loss", a)(a, b, levels)
-
-
-def _exclusion_loss_fused(a, b, levels=3, backend="cpp"):
-    """``exclusion_loss`` on a fused backend; inputs it does not handle go to the reference."""
-    if a.dim() != 4 or a.shape != b.shape:
+    a, b: floating N x C x H x W tensors of one shape and device; levels: an int >= 1. Anything
+    else raises.
+    """
+    _checks.image_batch(_OP, "a", a)
+    _checks.like(_OP, "b", b, "a", a)
+    if not _checks.integer(levels):
+        raise TypeError(f"{_OP}: levels must be an int, got {type(levels).__name__}")
+    if levels < 1:
+        raise ValueError(f"{_OP}: levels must be >= 1, got {levels}")
+    levels = int(levels)
+    backend = _dispatch.resolve(a.device)
+    if backend != "torch":
+        unsupported = _unsupported(a, b, levels)
+        if unsupported is not None:
+            backend = _dispatch.fall_back(_OP, backend, *unsupported)
+    if backend == "torch":
         return exclusion_loss_ref(a, b, levels)
+    return _ExclusionLoss.apply(a.contiguous(), b.contiguous(), levels, backend)
+
+
+def _unsupported(a, b, levels: int):
+    """(reason, detail) when the fused kernels do not handle these valid inputs, else None."""
+    for name, x in (("a", a), ("b", b)):
+        if x.dtype != torch.float32:
+            return "tensors other than float32", f"{name} is {x.dtype}"
     n, c, h, w = a.shape
-    coarsest = 2 ** (int(levels) - 1) if levels >= 1 else 0
+    if n == 0 or c == 0:
+        return "empty tensors", f"a {tuple(a.shape)}"
     # every level must have at least 2 rows and columns (else its mean is empty: nan in the reference)
-    if (levels < 1 or n == 0 or c == 0 or h // max(coarsest, 1) < 2 or w // max(coarsest, 1) < 2
-            or a.dtype != torch.float32 or b.dtype != torch.float32 or a.device != b.device):
-        return exclusion_loss_ref(a, b, levels)
-    return _ExclusionLoss.apply(a.contiguous(), b.contiguous(), int(levels), backend)
+    coarsest = 2 ** (levels - 1)
+    if h // coarsest < 2 or w // coarsest < 2:
+        return ("images too small for the pyramid",
+                f"{h} x {w} with {levels} levels: the coarsest would be {h // coarsest} x {w // coarsest}, "
+                "fused needs at least 2 x 2")
+    return None
+
+
+def _primitives(backend: str):
+    """The module with ``avg_pool2``, ``excl_means`` and ``excl_grad`` of ``backend`` (``cpp`` or ``triton``)."""
+    if backend == "cpp":
+        from doubledip.bindings import ops
+
+        return ops
+    if backend == "triton":
+        from doubledip.kernels import _triton_exclusion
+
+        return _triton_exclusion
+    raise ValueError(f"{_OP}: no fused primitives for backend {backend!r}")
+
+
+def _pool_fake(a, b, backend):
+    n, c, h, w = a.shape
+    return a.new_empty(n, c, h // 2, w // 2), b.new_empty(n, c, h // 2, w // 2)
+
+
+@_ops.primitive("doubledip::avg_pool2", _pool_fake)
+def _avg_pool2(a: Tensor, b: Tensor, backend: str) -> tuple[Tensor, Tensor]:
+    return tuple(_primitives(backend).avg_pool2(a, b))
+
+
+def _means_fake(a, b, backend):
+    n, c = a.shape[:2]
+    return a.new_empty(n, 2, c, c)
+
+
+@_ops.primitive("doubledip::excl_means", _means_fake)
+def _excl_means(a: Tensor, b: Tensor, backend: str) -> Tensor:
+    return _primitives(backend).excl_means(a, b)
+
+
+def _grad_fake(a, b, k, gup_a, gup_b, backend):
+    return torch.empty_like(a), torch.empty_like(b)
+
+
+@_ops.primitive("doubledip::excl_grad", _grad_fake)
+def _excl_grad(a: Tensor, b: Tensor, k: Tensor, gup_a: Optional[Tensor], gup_b: Optional[Tensor],
+               backend: str) -> tuple[Tensor, Tensor]:
+    return tuple(_primitives(backend).excl_grad(a, b, k, gup_a, gup_b))
 
 
 class _ExclusionLoss(torch.autograd.Function):
@@ -80,8 +148,8 @@ class _ExclusionLoss(torch.autograd.Function):
     def forward(ctx, a, b, levels, backend):
         pyramid = [(a, b)]
         for _ in range(levels - 1):
-            pyramid.append(_ops.call("avg_pool2", backend, *pyramid[-1]))
-        means = torch.stack([_ops.call("excl_means", backend, x, y) for x, y in pyramid])  # (L, N, 2, C, C)
+            pyramid.append(_avg_pool2(*pyramid[-1], backend))
+        means = torch.stack([_excl_means(x, y, backend) for x, y in pyramid])  # (L, N, 2, C, C)
         n, c = a.shape[:2]
         denom = 2 * levels * c * c * n
         ctx.save_for_backward(means, *[t for pair in pyramid for t in pair])
@@ -99,5 +167,5 @@ class _ExclusionLoss(torch.autograd.Function):
         gup_a = gup_b = None
         for level in reversed(range(levels)):
             x, y = flat[2 * level], flat[2 * level + 1]
-            gup_a, gup_b = _ops.call("excl_grad", backend, x, y, dmeans[level].contiguous(), gup_a, gup_b)
+            gup_a, gup_b = _excl_grad(x, y, dmeans[level].contiguous(), gup_a, gup_b, backend)
         return gup_a, gup_b, None, None
