@@ -94,3 +94,18 @@ def test_cli_output_under_a_file_is_one_line_naming_the_folder(tmp_path, image_f
     assert main(["separate", str(image_file), "-o", str(out), "--iterations", "2", "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(out) in err and "Traceback" not in err
+
+
+def test_result_json_records_the_device_used_the_inputs_and_versions(tmp_path, image_file):
+    import torch
+
+    hint = tmp_path / "hint.png"
+    Image.fromarray((_map() * 255).astype(np.uint8)).save(hint)
+    out = tmp_path / "wm"
+    assert main(["remove-watermark", str(image_file), str(hint), "-o", str(out), "--iterations", "2",
+                 "--repeats", "1", "--device", "auto", "--quiet"]) == 0
+    meta = json.loads((out / "result.json").read_text())
+    assert meta["device"] == ("cuda:0" if torch.cuda.is_available() else "cpu")  # not "auto"
+    assert meta["inputs"] == {"image": {"path": str(image_file.resolve()), "size": [H, W]},
+                              "hint": {"path": str(hint.resolve()), "size": [H, W]}}
+    assert meta["versions"]["torch"] == torch.__version__ and meta["versions"]["doubledip"]

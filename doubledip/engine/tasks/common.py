@@ -18,6 +18,8 @@ from torch import nn
 
 from doubledip.engine.config import SolverConfig, UNetConfig
 from doubledip.engine.inputs import Augmentations, crop, noise_input, reflect_pad
+from doubledip.engine.io import describe_input
+from doubledip.engine.results import describe_run
 from doubledip.engine.solver import Problem, ProgressReporter, RunContext, derive_seed
 from doubledip.engine.nets.unet import SkipUNet
 from doubledip.kernels import perturb
@@ -195,4 +197,13 @@ def bench_inputs(size: int, batch: int, device) -> tuple[torch.Tensor, torch.Ten
     mask = torch.zeros(batch, 1, size, size, device=device)
     mask[..., size // 3: 2 * size // 3, size // 4: 3 * size // 4] = 1
     return images, mask
+
+
+def described(results: list, device, **inputs) -> list:
+    """``results`` (one per image) with the device the run used and each image's inputs recorded
+    for result.json. ``inputs``: name -> one (value as the caller gave it, its loaded
+    1 x C x H x W tensor) per image, or None for an input not given."""
+    per_image = [{name: describe_input(items[b][0], tuple(items[b][1].shape[-2:]))
+                  for name, items in inputs.items() if items is not None} for b in range(len(results))]
+    return describe_run(results, device, per_image)
 

@@ -13,7 +13,7 @@ from doubledip.engine.losses import blend_sum, mse_sum, psnr, std_loss
 from doubledip.engine.post import dcp_transmission, estimate_airlight, guided_filter, resize
 from doubledip.engine.results import DehazeResult
 from doubledip.engine.solver import RunContext, BestTracker, Step, run_problem, split_iterations
-from doubledip.engine.tasks.common import (BEST_TRACKED, ImageProblem, bench_inputs, hwc, item_history, resolve,
+from doubledip.engine.tasks.common import (BEST_TRACKED, ImageProblem, bench_inputs, described, hwc, item_history, resolve,
                                            same_size, timed_run)
 from doubledip.engine.tasks.registry import BenchProblem, Defaults, Evaluation, Input, Option, TaskSpec, register
 from doubledip.evaluation import metrics
@@ -149,11 +149,11 @@ def dehaze_many(images: list, config: SolverConfig, airlight=None, learn_airligh
             # the next pass learns A, starting from this pass's airlight (a map: its mean)
             current, A0 = J_final, A.mean(dim=(2, 3))
         airlights = A.mean(dim=(2, 3)).cpu().numpy().astype(np.float32)
-        return [DehazeResult(
+        return described([DehazeResult(
             task="dehaze", image=hwc(J_final[b]), transmission=hwc(t[b]), airlight=airlights[b],
             history=item_history(reporter.history, b), seconds=time.perf_counter() - start,
             config=config.replace(seed=seeds[b]), fitted=problem.fitted(problem.inputs, b))
-            for b in range(len(imgs))]
+            for b in range(len(imgs))], dev, image=list(zip(images, imgs)))
 
 
 def dehaze(image, config: SolverConfig | None = None, *, airlight=None, learn_airlight: bool = False,

@@ -12,7 +12,7 @@ from doubledip.engine.io import load_image
 from doubledip.engine.losses import blend_sum, exclusion_sum, mse_sum, psnr
 from doubledip.engine.results import PairSeparationResult
 from doubledip.engine.solver import RunContext, BestTracker, Step, run_problem, split_iterations
-from doubledip.engine.tasks.common import (BEST_TRACKED, ImageProblem, bench_inputs, hwc, item_history, resolve, same_size,
+from doubledip.engine.tasks.common import (BEST_TRACKED, ImageProblem, bench_inputs, described, hwc, item_history, resolve, same_size,
                                            timed_run)
 from doubledip.engine.tasks.registry import BenchProblem, Defaults, Evaluation, Input, TaskSpec, register
 from doubledip.evaluation import metrics
@@ -115,11 +115,12 @@ def separate_pair_many(pairs: list, config: SolverConfig) -> list[PairSeparation
         run_problem(problem, config, config.lr or defaults.lr, reporter)
         best = problem.tracker.outputs
         seconds = time.perf_counter() - start
-        return [PairSeparationResult(
+        return described([PairSeparationResult(
             task="separate_pair", layers=[hwc(best["layer_0"][b]), hwc(best["layer_1"][b])],
             alphas=best["alphas"][b].cpu().numpy().astype(np.float32),
             history=item_history(reporter.history, b), seconds=seconds, config=config.replace(seed=seeds[b]),
-            fitted=_fitted(problem, b)) for b in range(len(pairs))]
+            fitted=_fitted(problem, b)) for b in range(len(pairs))], dev,
+            image1=[(p[0], t) for p, t in zip(pairs, firsts)], image2=[(p[1], t) for p, t in zip(pairs, seconds_)])
 
 
 def _fitted(problem: PairProblem, b: int) -> dict:

@@ -11,7 +11,7 @@ from doubledip.engine.losses import blend_sum, gray_loss, l1_sum, masked_l1, psn
 from doubledip.engine.post import guided_filter
 from doubledip.engine.results import SegmentationResult
 from doubledip.engine.solver import RunContext, Step, run_problem, split_iterations
-from doubledip.engine.tasks.common import ImageProblem, bench_inputs, hwc, item_history, resolve, same_size, timed_run
+from doubledip.engine.tasks.common import ImageProblem, bench_inputs, described, hwc, item_history, resolve, same_size, timed_run
 from doubledip.engine.tasks.registry import BenchProblem, Defaults, Evaluation, Input, TaskSpec, register
 from doubledip.evaluation import metrics
 
@@ -141,7 +141,9 @@ def segment_many(images: list, config: SolverConfig, fg_hints=None, bg_hints=Non
                 foreground=hwc(best["foreground"][b]), background=hwc(best["background"][b]),
                 history=item_history(reporter.history, b), seconds=time.perf_counter() - start,
                 config=config.replace(seed=seeds[b]), fitted=problem.fitted(problem.inputs, b)))
-        return results
+        return described(results, dev, image=list(zip(images, imgs)),
+                         fg_hint=None if fg_hints is None else list(zip(fg_hints, imgs)),
+                         bg_hint=None if bg_hints is None else list(zip(bg_hints, imgs)))
 
 
 def segment(image, config: SolverConfig | None = None, *, fg_hint=None, bg_hint=None,

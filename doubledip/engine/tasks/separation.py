@@ -11,7 +11,7 @@ from doubledip.engine.io import load_image
 from doubledip.engine.losses import blend_sum, exclusion_sum, psnr
 from doubledip.engine.results import SeparationResult
 from doubledip.engine.solver import RunContext, BestTracker, OutputAverage, Step, run_problem, split_iterations
-from doubledip.engine.tasks.common import (BEST_TRACKED, ImageProblem, bench_inputs, hwc, item_history, resolve, same_size,
+from doubledip.engine.tasks.common import (BEST_TRACKED, ImageProblem, bench_inputs, described, hwc, item_history, resolve, same_size,
                                            timed_run)
 from doubledip.evaluation import metrics
 from doubledip.engine.tasks.registry import BenchProblem, Defaults, Evaluation, Input, TaskSpec, register
@@ -126,7 +126,7 @@ def separate_many(images: list, config: SolverConfig) -> list[SeparationResult]:
                 task="separate", layers=[hwc(l) for l in layers], reconstruction=hwc((layers[0] + layers[1]).clamp(0, 1)),
                 history=item_history(reporter.history, b), seconds=seconds, config=config.replace(seed=seeds[b]),
                 fitted=problem.fitted({"layer_0": problem.inputs[0][0], "layer_1": problem.inputs[1][0]}, b)))
-        return results
+        return described(results, dev, image=list(zip(images, imgs)))
 
 
 def separate(image, config: SolverConfig | None = None, *, iterations: int | None = None,

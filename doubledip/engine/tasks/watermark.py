@@ -7,12 +7,12 @@ import torch
 
 from doubledip.engine.config import LAYER5, MULTI_WATERMARK, WATERMARK_MASK, SolverConfig, UNetConfig
 from doubledip.engine.inputs import Augmentations
-from doubledip.engine.io import load_hint, load_image
+from doubledip.engine.io import describe_input, load_hint, load_image
 from doubledip.engine.losses import blend_sum, masked_l1, psnr
 from doubledip.engine.post import median_of_runs
-from doubledip.engine.results import MultiWatermarkResult, WatermarkResult
+from doubledip.engine.results import MultiWatermarkResult, WatermarkResult, describe_run
 from doubledip.engine.solver import RunContext, Step, derive_seed, run_problem, split_iterations
-from doubledip.engine.tasks.common import ImageProblem, bench_inputs, hwc, item_history, resolve, same_size, timed_run
+from doubledip.engine.tasks.common import ImageProblem, bench_inputs, described, hwc, item_history, resolve, same_size, timed_run
 from doubledip.engine.tasks.registry import BenchProblem, Defaults, Evaluation, Input, Option, TaskSpec, register
 from doubledip.evaluation import metrics
 
@@ -142,11 +142,12 @@ def remove_watermark_many(images: list, config: SolverConfig, hints: list) -> li
         final = (1 - hint) * image + hint * clean
         watermark = median_of_runs([o["watermark"] for o in runs])
         mask = median_of_runs([o["mask"] for o in runs])
-        return [WatermarkResult(
+        return described([WatermarkResult(
             task="remove_watermark", image=hwc(final[b]), watermark=hwc(watermark[b]), mask=hwc(mask[b]),
             history=item_history(reporter.history, b), seconds=time.perf_counter() - start,
             config=config.replace(seed=seeds[b]),
-            fitted=problem.fitted({n: v[0] for n, v in problem.inputs.items()}, b)) for b in range(len(imgs))]
+            fitted=problem.fitted({n: v[0] for n, v in problem.inputs.items()}, b)) for b in range(len(imgs))],
+            dev, image=list(zip(images, imgs)), hint=list(zip(hints, imgs)))
 
 
 def remove_watermark(image, hint, config: SolverConfig | None = None, *, iterations: int | None = None,
@@ -191,11 +192,13 @@ def remove_watermark_multi(images, config: SolverConfig | None = None, *, iterat
         keep = (visible < VISIBLE).float()
         cleans = [median_of_runs([o["cleans"][i] for o in runs]) for i in range(len(imgs))]
         finals = [keep * im + (1 - keep) * c for im, c in zip(imgs, cleans)]
-        return MultiWatermarkResult(
+        result = MultiWatermarkResult(
             task="remove_watermark_multi", images=[hwc(f) for f in finals],
             watermark=hwc(visible * (1 - keep)), mask=hwc(median_of_runs([o["mask"] for o in runs])),
             history=reporter.history, seconds=time.perf_counter() - start, config=config,
             fitted=problem.fitted({n: v[0] for n, v in problem.inputs.items()}))
+        inputs = {f"images[{i}]": describe_input(im, tuple(t.shape[-2:])) for i, (im, t) in enumerate(zip(images, imgs))}
+        return describe_run(result, dev, inputs)
 
 
 # ---- the tasks' specs ----------------------------------------------------------------------
