@@ -1,4 +1,7 @@
-"""``doubledip bench``: what one optimisation step of a task costs on this machine.
+"""The benchmark harness: what one optimisation step of a task costs on this machine.
+
+Used by ``doubledip bench`` (:func:`bench`, :func:`format_rows`) and by the pytest-benchmark
+suite in ``benchmarks/`` (:func:`variant_step`, :func:`peak_memory`, :class:`CudaPeak`).
 
 Per task, size, device and batch of images: seconds per iteration (median after warm-up),
 images per hour at the task's default iteration count, counted FLOPs per iteration and the rate
@@ -19,9 +22,21 @@ from doubledip.engine.config import SolverConfig
 
 TASKS = ("separate", "separate_pair", "segment", "dehaze", "remove_watermark")
 
+# One task step, timed in several settings; each is the shipped reference mode with one thing changed.
+VARIANTS = {
+    "reference": "reference mode as shipped: channels-last float32, C++ layers and fused losses, 1x1 GEMMs",
+    "fast": "fast mode's step: its problem (scalar mixing weights, dehazing's prior term, averaged layers) "
+            "and precision (bf16 generators on CUDA, float32 on CPUs)",
+    "contiguous": "channels-last off (contiguous activations)",
+    "low_memory": "SolverConfig(low_memory=True): activations recomputed in the backward",
+    "plain_layers": "C++ generator layers off (PyTorch's BatchNorm, LeakyReLU, padding, upsampling)",
+    "conv1x1": "1x1 convolutions as PyTorch's grouped convolution instead of one GEMM",
+}
 
-def _problem(task: str, size: int, batch: int, device: torch.device):
-    """A task's problem on random images, and (stage benchmarked, default iterations per image)."""
+
+def _problem(task: str, size: int, batch: int, device: torch.device, fast: bool = False):
+    """A task's problem on random images, and (stage benchmarked, default iterations per image).
+    ``fast``: the problem as fast mode builds it (where that differs per step)."""
     from doubledip.engine.tasks import dehazing, pair, segmentation, separation, watermark
 
     gen = torch.Generator().manual_seed(0)
@@ -30,36 +45,42 @@ def _problem(task: str, size: int, batch: int, device: torch.device):
     mask[..., size // 3: 2 * size // 3, size // 4: 3 * size // 4] = 1
     seeds = list(range(batch))
     if task == "separate":
-        return separation.SeparationProblem(images, separation.DEFAULT_ITERATIONS, seeds), 0, 8000
+        return separation.SeparationProblem(images, separation.DEFAULT_ITERATIONS, seeds, fast=fast), 0, 8000
     if task == "separate_pair":
-        return pair.PairProblem(images, images.flip(-1), pair.DEFAULT_ITERATIONS, seeds), 0, 4000
+        return pair.PairProblem(images, images.flip(-1), pair.DEFAULT_ITERATIONS, seeds, scalar_alphas=fast), 0, 4000
     if task == "segment":
         return segmentation.SegmentationProblem(images, mask, 1 - mask, segmentation.DEFAULT_ITERATIONS, seeds), 1, 6000
     if task == "dehaze":
         airlight = torch.full((batch, 3), 0.8, device=device)
-        return dehazing.DehazeProblem(images, airlight, False, (dehazing.PASS_ITERATIONS,), seeds), 0, 8000
+        prior = torch.full((batch, 1, size, size), 0.5, device=device) if fast else None
+        return dehazing.DehazeProblem(images, airlight, False, (dehazing.PASS_ITERATIONS,), seeds,
+                                      transmission_prior=prior), 0, 8000
     if task == "remove_watermark":
         return watermark.HintedWatermarkProblem(images, mask, watermark.HINT_ITERATIONS, seeds), 1, 33000
     raise ValueError(f"task must be one of {TASKS}, got {task!r}")
 
 
 def make_step(task: str, size: int, batch: int, device: torch.device, channels_last: bool = True,
-              autocast_dtype: torch.dtype | None = None, compile: bool = False):
+              autocast_dtype: torch.dtype | None = None, compile: bool = False, low_memory: bool = False,
+              fast: bool = False):
     """One optimisation step of ``task`` on random images, as a closure.
 
     Returns (step, forward_only, default iterations per image): ``step()`` runs forward, loss,
     backward and Adam at iterations past the first iterations' special cases; ``forward_only()``
     computes one step's loss without gradients (for counting FLOPs; always the eager nets).
     ``compile``: the generators compiled as ``SolverConfig(compile=True)`` does (the first
-    ``step()`` pays the compile).
+    ``step()`` pays the compile). ``low_memory``: as ``SolverConfig(low_memory=True)`` (on glibc
+    this sets the process's allocator for good: see ``engine.nets.memory``). ``fast``: the
+    problem as fast mode builds it (``autocast_dtype`` is separate).
     """
-    problem, stage, default_iterations = _problem(task, size, batch, device)
+    problem, stage, default_iterations = _problem(task, size, batch, device, fast=fast)
     for s in range(stage + 1):  # the nets as the solver has them in that stage
         problem.begin_stage(s)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     for net in problem.nets.values():
         if hasattr(net, "set_memory_format"):
             net.set_memory_format(fmt)
+            net.set_low_memory(low_memory)
     optimizer = Adam([p for p in problem.nets.parameters() if p.requires_grad], lr=1e-3, sqrt=ADAM_SQRT)
     k = [10]
 
@@ -82,6 +103,102 @@ def make_step(task: str, size: int, batch: int, device: torch.device, channels_l
         return problem.step(stage, k[0], False, False, eager).loss
 
     return step, forward_only, default_iterations
+
+
+def variant_step(task: str, size: int, batch: int, device: torch.device, variant: str = "reference"):
+    """:func:`make_step` in one of :data:`VARIANTS`; the same (step, forward_only, default
+    iterations). Variants that switch a layer implementation apply the switch around each call."""
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {tuple(VARIANTS)}, got {variant!r}")
+    from doubledip.engine.nets.pointwise import as_convolutions
+    from doubledip.kernels._dispatch import plain_layers
+
+    device = torch.device(device)
+    fast = variant == "fast"
+    step, forward_only, iterations = make_step(
+        task, size, batch, device, channels_last=variant != "contiguous",
+        autocast_dtype=fast_autocast_dtype(device) if fast else None,
+        low_memory=variant == "low_memory", fast=fast)
+    switch = {"plain_layers": plain_layers, "conv1x1": as_convolutions}.get(variant)
+    if switch is None:
+        return step, forward_only, iterations
+
+    def switched(fn):
+        def call():
+            with switch():
+                return fn()
+        return call
+
+    return switched(step), switched(forward_only), iterations
+
+
+class CudaPeak:
+    """Peak CUDA memory of what runs inside ``with CudaPeak(device) as peak:`` (``peak.mb``, from
+    ``torch.cuda.max_memory_allocated``, reset on entry; ``peak.above_start_mb``: above what was
+    allocated on entry). On other devices both stay None: a CPU process's peak is only clean in a
+    fresh process (freed memory stays resident in the allocator), see :func:`peak_memory`."""
+
+    def __init__(self, device) -> None:
+        self.device = torch.device(device)
+        self.mb = self.above_start_mb = None
+
+    def __enter__(self) -> "CudaPeak":
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._start = torch.cuda.memory_allocated(self.device)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            peak = torch.cuda.max_memory_allocated(self.device)
+            self.mb, self.above_start_mb = peak / 2 ** 20, (peak - self._start) / 2 ** 20
+
+
+def _max_rss_mb() -> float:
+    """This process's peak resident set in MB: ``VmHWM`` where Linux has it (the peak of this
+    process image: ``ru_maxrss`` carries the parent's peak over ``fork`` + ``exec``), else
+    ``ru_maxrss``."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2 ** 20
+
+
+def peak_memory(task: str, size: int, batch: int = 1, device: str = "cpu", variant: str = "reference",
+                steps: int = 3, timeout: float = 600) -> dict:
+    """Peak memory of ``steps`` steps of :func:`variant_step` in a fresh Python process (what a
+    user's process pays): ``peak_rss_mb`` (the process's peak resident set, ``VmHWM``), ``import_rss_mb``
+    (its peak after importing torch and doubledip, before any work), and on CUDA
+    ``cuda_peak_mb`` (max allocated). Raises RuntimeError with the child's stderr if it fails."""
+    import json
+    import subprocess
+
+    code = (f"import json, doubledip.bench as b; "
+            f"print(json.dumps(b._peak_child({task!r}, {size}, {batch}, {device!r}, {variant!r}, {steps})))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"peak_memory({task}, {size}, {variant}) failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _peak_child(task: str, size: int, batch: int, device: str, variant: str, steps: int) -> dict:
+    dev = SolverConfig(device=device).resolve_device()
+    before = _max_rss_mb()
+    step = variant_step(task, size, batch, dev, variant)[0]
+    for _ in range(steps):
+        step()
+    _sync(dev)
+    out = {"peak_rss_mb": _max_rss_mb(), "import_rss_mb": before, "threads": torch.get_num_threads()}
+    if dev.type == "cuda":
+        out["cuda_peak_mb"] = torch.cuda.max_memory_allocated(dev) / 2 ** 20
+    return out
 
 
 def _sync(device: torch.device) -> None:
@@ -116,7 +233,8 @@ def bench(task: str, size: int = 256, device: str = "auto", batch: int = 1, step
     if mode not in ("reference", "fast"):
         raise ValueError(f"mode must be 'reference' or 'fast', got {mode!r}")
     step, flop_step, default_iterations = make_step(
-        task, size, batch, dev, channels_last, fast_autocast_dtype(dev) if mode == "fast" else None, compile)
+        task, size, batch, dev, channels_last, fast_autocast_dtype(dev) if mode == "fast" else None, compile,
+        fast=mode == "fast")
     from torch.utils.flop_counter import FlopCounterMode
 
     # FLOPs: the forward's convolutions counted, times 3 (each backward conv costs twice its
@@ -149,8 +267,7 @@ def bench(task: str, size: int = 256, device: str = "auto", batch: int = 1, step
         peak_mb = torch.cuda.max_memory_allocated(dev) / 2 ** 20
         memory = "cuda max allocated"
     else:
-        scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
-        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2 ** 20
+        peak_mb = _max_rss_mb()
         memory = "process peak RSS"
     rate = matmul_rate(dev)
     achieved = flops / per_iter / 1e9
