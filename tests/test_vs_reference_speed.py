@@ -1,11 +1,11 @@
-"""benchmarks/vs_reference_speed.py: the pure logic (no authors' checkout, no timing runs)."""
+"""benchmarks/experiments/vs_reference_speed.py: the pure logic (no authors' checkout, no timing runs)."""
 import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "vs_reference_speed.py"
+SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "experiments" / "vs_reference_speed.py"
 
 
 @pytest.fixture(scope="module")

@@ -1,24 +1,26 @@
 """Eager vs ``compile=True`` generators, one optimisation step of a task, in one process.
 
-    OMP_NUM_THREADS=1 python benchmarks/compile_vs_eager.py --task separate dehaze --size 256 [--device cuda]
+    OMP_NUM_THREADS=1 python benchmarks/experiments/compile_vs_eager.py --task separate dehaze --size 256 [--device cuda]
 
 Per task: the first compiled step (the compile itself: cold, or from the on-disk cache on a second
 run), then eager and compiled steps alternately (so contention hits both alike), median seconds
 per step of each and their ratio. On the CPU the per-step figure is process CPU time (robust to
 other processes on a shared machine); on CUDA it is wall time with synchronisation. One JSON line
-per task on stdout (``-o FILE`` also writes them as a list).
+per task on stdout (``-o FILE`` also writes them as a list). Steps: ``doubledip.bench.make_step``
+(``compile=True``: the generators compiled as ``SolverConfig(compile=True)`` compiles them). Not in
+the suite: a cold compile takes about a minute per task and size on a CPU.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
 
 import torch
 
-from doubledip.engine.profiling import TASKS, make_step
-from json_rows import emit  # benchmarks/ (the script's folder is on sys.path)
+from doubledip.bench import TASKS, make_step
 
 
 def measure(task: str, size: int, device: torch.device, steps: int) -> dict:
@@ -61,7 +63,13 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("-o", "--output", default=None)
     args = p.parse_args(argv)
-    emit((measure(task, args.size, torch.device(args.device), args.steps) for task in args.task), args.output)
+    rows = []
+    for task in args.task:  # one JSON line per task as it comes (long runs show progress)
+        rows.append(measure(task, args.size, torch.device(args.device), args.steps))
+        print(json.dumps(rows[-1]), flush=True)
+    if args.output:
+        with open(args.output, "w") as f:
+            json.dump(rows, f, indent=2)
     return 0
 
 

@@ -1,23 +1,14 @@
 """Side by side: the authors' Double-DIP code and doubledip on the same case, size, iterations,
 seed policy and thread count, on the CPU.
 
-    python benchmarks/vs_reference.py --reference /path/to/DoubleDIP \
+    python -m benchmarks.experiments.vs_reference --reference /path/to/DoubleDIP \
         [--tasks separate,dehaze] [--size 256] [--iterations 1000] [--seeds 0,1,2] [--threads 1]
 
-``--reference`` is a checkout of github.com/yossigandelsman/DoubleDIP that you supply; nothing of
-it is copied here. Their code targets CUDA and libraries of its time, so each run applies
-runtime shims before importing it from that path (none of their files is edited):
-
-- ``torch.cuda.FloatTensor`` is aliased to ``torch.FloatTensor``; ``.cuda()`` on tensors and
-  modules returns them unchanged;
-- removed functions are provided again: ``skimage.measure.compare_psnr`` (as
-  ``skimage.metrics.peak_signal_noise_ratio`` with data range 1, what it inferred for their
-  non-negative float images), ``np.int``, ``PIL.Image.ANTIALIAS``;
-- ``cv2.ximgproc.guidedFilter`` (OpenCV contrib, not installed) is provided by
-  ``doubledip.engine.post.guided_filter`` (He et al.'s colour guided filter, reflected borders),
-  so both sides share one post-filter and differ only in what they optimise;
-- plotting and video modules they import but the runs below do not need (``matplotlib``,
-  ``torchvision``, ``skvideo``, ``progressbar``) are stubbed.
+(from the repository root). ``--reference`` is a checkout of github.com/yossigandelsman/DoubleDIP
+that you supply; nothing of it is copied here. Each run applies the runtime shims of
+``benchmarks.authors`` before importing their code from that path (none of their files is
+edited; OpenCV's guided filter is doubledip's, so both sides share one post-filter and differ
+only in what they optimise).
 
 Each (side, task, seed) runs in its own process with ``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` and
 ``torch.set_num_threads`` set to ``--threads``. Measured per run:
@@ -44,98 +35,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-import types
 from pathlib import Path
 
 import numpy as np
 
 TASKS = ("separate", "dehaze", "dehaze2")
 MARKER = "VS_REFERENCE_RESULT "
-
-
-# ----------------------------------------------------------------------------------- shims
-
-def _stub_module(name: str, **attrs) -> types.ModuleType:
-    module = types.ModuleType(name)
-    module.__dict__.update(attrs)
-    sys.modules[name] = module
-    return module
-
-
-def _opencv_guided_filter(guide, src, radius, eps, *args, **kwargs):
-    """``cv2.ximgproc.guidedFilter(guide HxWxC, src HxW, radius, eps)`` via doubledip's filter."""
-    import torch
-    from doubledip.engine.post import guided_filter
-    g = torch.from_numpy(np.ascontiguousarray(np.asarray(guide, np.float32).transpose(2, 0, 1)))[None]
-    s = torch.from_numpy(np.ascontiguousarray(np.asarray(src, np.float32)))[None, None]
-    return guided_filter(g, s, radius=int(radius), eps=float(eps))[0, 0].numpy()
-
-
-def apply_shims() -> None:
-    """Make the authors' CUDA-era code import and run on a current CPU-only stack."""
-    import PIL.Image
-    import skimage.measure
-    import skimage.metrics
-    import torch
-
-    torch.cuda.FloatTensor = torch.FloatTensor
-    torch.cuda.LongTensor = torch.LongTensor
-    torch.Tensor.cuda = lambda self, *a, **k: self
-    torch.nn.Module.cuda = lambda self, *a, **k: self
-
-    for alias, kind in (("int", int), ("float", float), ("bool", bool)):
-        if alias not in np.__dict__:
-            setattr(np, alias, kind)
-    if not hasattr(PIL.Image, "ANTIALIAS"):
-        PIL.Image.ANTIALIAS = PIL.Image.LANCZOS
-
-    def compare_psnr(im_true, im_test, data_range=None):
-        return skimage.metrics.peak_signal_noise_ratio(
-            im_true, im_test, data_range=1.0 if data_range is None else data_range)
-    skimage.measure.compare_psnr = compare_psnr
-
-    cv2 = _stub_module("cv2")
-    cv2.ximgproc = _stub_module("cv2.ximgproc", guidedFilter=_opencv_guided_filter)
-
-    class _Anything:  # absorbs any plotting call
-        def __getattr__(self, name):
-            return _Anything()
-
-        def __call__(self, *a, **k):
-            return _Anything()
-
-    def absorb(attr):  # module-level __getattr__ of a stub: dunder lookups stay real misses
-        if attr.startswith("__"):
-            raise AttributeError(attr)
-        return _Anything()
-
-    if "matplotlib" not in sys.modules:
-        try:
-            import matplotlib  # noqa: F401  (real one if installed)
-            matplotlib.use("agg")
-        except ImportError:
-            mpl = _stub_module("matplotlib", use=lambda *a, **k: None)
-            mpl.pyplot = _stub_module("matplotlib.pyplot", __getattr__=absorb)
-            mpl.image = _stub_module("matplotlib.image", __getattr__=absorb)
-    try:
-        import torchvision  # noqa: F401
-    except ImportError:
-        tv = _stub_module("torchvision")
-        tv.utils = _stub_module("torchvision.utils", make_grid=lambda *a, **k: torch.zeros(3, 1, 1))
-    for name in ("skvideo", "progressbar"):
-        try:
-            __import__(name)
-        except ImportError:
-            _stub_module(name, __getattr__=absorb)
-    if "skvideo.io" not in sys.modules:
-        sys.modules["skvideo"].io = _stub_module("skvideo.io", __getattr__=absorb)
 
 
 # ----------------------------------------------------------------------------------- cases
@@ -171,44 +79,23 @@ def build_case(task: str, case: str, size: int, reference: Path):
 
 # ----------------------------------------------------------------------------------- workers
 
-def _rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+def _authors():
+    """``benchmarks.authors``; needs the repository root on the path (``python -m`` from there)."""
+    try:
+        from benchmarks import authors
+    except ImportError as exc:
+        raise SystemExit("vs_reference: run it from the repository root as "
+                         "`python -m benchmarks.experiments.vs_reference ...`") from exc
+    return authors
 
 
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _block_median(stamps: list[tuple[int, float]], warmup: int) -> float:
-    """Median seconds per iteration over consecutive (iteration, time) stamps past ``warmup``."""
-    pts = [(i, t) for i, t in stamps if i >= warmup]
-    rates = [(t1 - t0) / (i1 - i0) for (i0, t0), (i1, t1) in zip(pts, pts[1:]) if i1 > i0]
-    return statistics.median(rates) if rates else float("nan")
-
-
-def prepare_authors(reference: Path, seed: int) -> None:
-    """Ready this process to run the authors' code: shims applied, ``reference`` importable, the
-    working directory a fresh temporary one with the ``output/`` their save functions write to,
-    Python's, NumPy's and torch's generators seeded with ``seed``."""
-    import random
-
-    import torch
-    apply_shims()
-    sys.path.insert(0, str(reference))
-    work = Path(tempfile.mkdtemp(prefix="vs_reference_"))
-    (work / "output").mkdir()
-    os.chdir(work)
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+def _score(task: str, outputs: dict, truth: dict) -> dict:
+    from doubledip.evaluation import metrics
+    return (metrics.score_separate if task == "separate" else metrics.score_dehaze)(outputs, truth)
 
 
 def run_authors(task, case, iterations, seed, block, warmup, reference: Path) -> dict:
-    prepare_authors(reference, seed)
+    _authors().prepare_process(reference, seed)
     image = np.ascontiguousarray(case.args[0].transpose(2, 0, 1))
     if task == "separate":
         from transparency_separation import Separation
@@ -228,7 +115,7 @@ def run_authors(task, case, iterations, seed, block, warmup, reference: Path) ->
             return closure(step)
         model._optimization_closure = timed_closure
     timed(model, 0)
-    rss_before = _rss_mb()
+    rss_before = _authors().rss_mb()
     start = time.perf_counter()
     model.optimize()
     if task != "separate":
@@ -262,7 +149,7 @@ def run_ours(task, case, iterations, seed, block, warmup, mode) -> dict:
         stamps.append((int(entry["iteration"]) + 1, time.perf_counter()))
     config = dd.SolverConfig(iterations=iterations, seed=seed, device="cpu", mode=mode,
                              log_every=block, callback=record)
-    rss_before = _rss_mb()
+    rss_before = _authors().rss_mb()
     t0[0] = time.perf_counter()
     stamps.append((0, t0[0]))
     if task == "separate":
@@ -281,23 +168,10 @@ def run_ours(task, case, iterations, seed, block, warmup, mode) -> dict:
             "reconstruction_psnr": float(max(psnrs)) if psnrs else None}
 
 
-def _commit() -> str:
-    """doubledip's git commit (with ``+dirty`` when its tree has changes), or "unknown"."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
-                              text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "doubledip"],
-                               cwd=root, capture_output=True, text=True).stdout.strip()
-        return head + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def worker(args) -> None:
     import torch
     torch.set_num_threads(args.threads)
-    from doubledip.evaluation.metrics import SCORERS
+    authors = _authors()
     reference = Path(args.reference)
     case = build_case(args.worker_task, args.case, args.size, reference)
     if args.worker_side == "authors":
@@ -306,12 +180,12 @@ def worker(args) -> None:
     else:
         res = run_ours(args.worker_task, case, args.iterations, args.worker_seed, args.block,
                        args.warmup, args.mode)
-    metrics = SCORERS[case.task](res["outputs"], case.truth)
-    peak = _peak_mb()
-    out = {"commit": _commit(),"side": args.worker_side, "task": args.worker_task, "case": case.name,
+    metrics = _score(args.worker_task if args.worker_task != "dehaze2" else "dehaze", res["outputs"], case.truth)
+    peak = authors.peak_mb()
+    out = {"commit": authors.commit(), "side": args.worker_side, "task": args.worker_task, "case": case.name,
            "seed": args.worker_seed, "size": args.size, "iterations": args.iterations,
            "threads": torch.get_num_threads(), "seconds": res["seconds"],
-           "s_per_iter": _block_median(res["stamps"], args.warmup),
+           "s_per_iter": authors.block_median(res["stamps"], args.warmup),
            "peak_rss_mb": peak, "peak_above_setup_mb": peak - res["rss_before"],
            "reconstruction_psnr": res["reconstruction_psnr"], "metrics": metrics}
     print(MARKER + json.dumps(out), flush=True)
@@ -324,23 +198,12 @@ PRIMARY = {"separate": ("separation", "layer_psnr", "layer_ssim"),
 PRIMARY["dehaze2"] = PRIMARY["dehaze"]
 
 
-def run_worker(cmd: list[str], threads: int, marker: str, what: str) -> dict:
-    """Run a worker process with ``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` at ``threads``; its
-    record is the JSON after ``marker`` on its stdout (``what`` names it when it fails)."""
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    for line in proc.stdout.splitlines():
-        if line.startswith(marker):
-            return json.loads(line[len(marker):])
-    raise RuntimeError(f"{what} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-
-
 def _spawn(args, side, task, seed) -> dict:
-    cmd = [sys.executable, os.path.abspath(__file__), "--reference", args.reference,
+    cmd = [sys.executable, "-m", "benchmarks.experiments.vs_reference", "--reference", str(Path(args.reference).resolve()),
            "--size", str(args.size), "--iterations", str(args.iterations), "--threads", str(args.threads),
            "--block", str(args.block), "--warmup", str(args.warmup), "--mode", args.mode,
            "--case", args.case, "--worker-side", side, "--worker-task", task, "--worker-seed", str(seed)]
-    return run_worker(cmd, args.threads, MARKER, f"{side} {task} seed {seed}")
+    return _authors().run_worker(cmd, args.threads, MARKER, f"{side} {task} seed {seed}")
 
 
 def _mean_sd(values):

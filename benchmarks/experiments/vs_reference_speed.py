@@ -1,19 +1,25 @@
 """Speed and memory only, side by side: the authors' Double-DIP code and doubledip (reference mode,
 fp32) on every task, at equal image size and thread count, on the CPU.
 
-    python benchmarks/vs_reference_speed.py --reference /path/to/DoubleDIP \
+    python -m benchmarks.experiments.vs_reference_speed --reference /path/to/DoubleDIP \
         [--tasks separate,separate_pair,segment,dehaze,remove_watermark] [--sizes 256,512] \
         [--threads 1] [--rounds 2] [--warmup 20] [--blocks 3] [--block 10] [--json OUT]
-    python benchmarks/vs_reference_speed.py --reference PATH --flops [--sizes ...] --json FLOPS
-    python benchmarks/vs_reference_speed.py --from-json OUT [OUT ...] [FLOPS]   # re-print the tables
+    python -m benchmarks.experiments.vs_reference_speed --reference PATH --flops [--sizes ...] --json FLOPS
+    python -m benchmarks.experiments.vs_reference_speed --from-json OUT [OUT ...] [FLOPS]   # re-print the tables
+
+(from the repository root: the authors' code is loaded through ``benchmarks.authors``). The
+benchmark suite's ``test_vs_authors.py`` times the same iterations in one process, for routine
+runs; this script is the stricter protocol behind the CPU fp32-target figures (a fresh process
+per run, sides alternating, CPU time recorded beside wall time).
 
 ``--ours-tree DIR`` imports doubledip from DIR (e.g. ``git archive HEAD doubledip``, commit id in
-DIR/COMMIT) instead of the installed package, for a fixed commit while the tree is being edited.
+DIR/COMMIT) instead of the installed package, for a fixed commit while the tree is being edited
+(a tree with ``doubledip/bench.py``: this commit or later).
 ``--flops``: no timing; counts the GFLOP of one iteration of the timed stage on each side and
 measures the fp32 matmul rate (per wall second and per CPU second); given to ``--from-json`` with
 timed runs, it adds a table of achieved rates and the fp32 ceiling on the speed-up.
 
-The authors' code is imported from ``--reference`` through ``vs_reference.apply_shims()`` (CUDA
+The authors' code is imported from ``--reference`` through ``benchmarks.authors.apply_shims()`` (CUDA
 aliases, removed functions restored, OpenCV's guided filter provided, plotting stubbed); none of
 it is copied or edited. Quality is not measured: the images are random (seeded), so only the
 cost of an iteration counts. What each side runs (the stage timed is the one that dominates a
@@ -27,7 +33,7 @@ default run):
 | dehaze | ``Dehaze``, dark-channel airlight | ``dd.dehaze(passes=1)`` | first pass |
 | remove_watermark | ``Watermark`` with a hint | ``dd.remove_watermark``, 1 repeat | stage 2 (7000 of 11000) |
 
-The public API reaches every stage timed, so ``doubledip.engine.profiling.make_step`` is not
+The public API reaches every stage timed, so ``doubledip.bench.make_step`` is not
 used. Ours runs its earlier stage first (segmentation about 30 iterations of stage 1, watermark
 about 34: the API splits ``iterations`` in the task's proportions), the authors' code 1
 (segmentation: their stage 1 must run once before stage 2 can report) or 0 (watermark); the
@@ -69,12 +75,10 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from vs_reference import _block_median, _commit, _peak_mb, _rss_mb, prepare_authors, run_worker  # noqa: E402
-
 TASKS = ("separate", "separate_pair", "segment", "dehaze", "remove_watermark")
 EXTRA_TASKS = ("dehaze_ambient",)  # run only when named in --tasks
 AIRLIGHT = (0.72, 0.70, 0.62)  # dehaze_ambient's given airlight (the authors' tiananmen value, rounded)
+# the files of the authors' checkout a run needs (benchmarks.authors.REFERENCE_FILES, which loads them)
 REFERENCE_FILES = ("transparency_separation.py", "segmentation.py", "dehazing.py", "watermarks_removal.py")
 MARKER = "VS_REFERENCE_SPEED_RESULT "
 TARGET = 1.5  # the issue's bar: authors' s/iter / ours >= this
@@ -84,10 +88,22 @@ class _Enough(Exception):
     """Raised from the authors' timed closure to leave their loop once the blocks are stamped."""
 
 
+def _authors():
+    """``benchmarks.authors`` (the shims and the authors' models); needs the repository root on
+    the path, as ``python -m benchmarks.experiments.vs_reference_speed`` from there has it."""
+    try:
+        from benchmarks import authors
+    except ImportError as exc:
+        raise SystemExit("vs_reference_speed: run it from the repository root as "
+                         "`python -m benchmarks.experiments.vs_reference_speed ...`") from exc
+    return authors
+
+
 # ----------------------------------------------------------------------------------- inputs
 
 def synthetic_inputs(size: int, seed: int = 0) -> dict:
-    """Random image(s) in [0, 1] (3 x H x W float32) and a rectangular hint (1 x H x W)."""
+    """Random image(s) in [0, 1] (3 x H x W float32) and a rectangular hint (1 x H x W) (the same
+    as ``benchmarks.authors.synthetic_inputs``, which the authors' side is built on)."""
     rng = np.random.default_rng(seed)
     image = rng.random((3, size, size), dtype=np.float32)
     hint = np.zeros((1, size, size), np.float32)
@@ -114,30 +130,9 @@ def ours_iterations(task: str, need: int) -> tuple[int, int, int]:
 def build_authors(task: str, size: int, seed: int, reference: Path):
     """The authors' model for ``task`` on the synthetic inputs, and the name of the closure of the
     stage timed (their code imported from ``reference`` after the shims)."""
-    prepare_authors(reference, seed)
-    x = synthetic_inputs(size, seed)
-    if task == "separate":
-        from transparency_separation import Separation
-        return Separation("case", x["image"], plot_during_training=False), "_optimization_closure"
-    if task == "separate_pair":
-        from transparency_separation import TwoImagesSeparation
-        return (TwoImagesSeparation("case1", "case2", x["image"], x["image2"], plot_during_training=False),
-                "_optimization_closure")
-    if task == "segment":
-        from segmentation import Segmentation
-        return (Segmentation("case", x["image"], plot_during_training=False, first_step_iter_num=1,
-                             fg_hint=x["hint"], bg_hint=1 - x["hint"]), "_step2_optimization_closure")
-    if task in ("dehaze", "dehaze_ambient"):
-        from dehazing import Dehaze
-        if task == "dehaze":  # their dehaze()'s first pass: airlight from the dark channel prior
-            return (Dehaze("case", x["image"], plot_during_training=False, use_deep_channel_prior=True,
-                           gt_ambient=None, clip=True), "_optimization_closure")
-        # their __main__'s setting: a given airlight, learned by a third (ambient) net
-        return (Dehaze("case", x["image"], plot_during_training=False, use_deep_channel_prior=False,
-                       gt_ambient=np.asarray(AIRLIGHT), clip=True), "_optimization_closure")
-    from watermarks_removal import Watermark
-    return (Watermark("case", x["image"], plot_during_training=False, num_iter_first_step=0,
-                      watermark_hint=x["hint"]), "_step2_optimization_closure")
+    authors = _authors()
+    authors.prepare_process(reference, seed)
+    return authors.build(task, size, seed)
 
 
 def run_authors(task: str, size: int, seed: int, block: int, stop_at: int, reference: Path) -> dict:
@@ -152,7 +147,7 @@ def run_authors(task: str, size: int, seed: int, block: int, stop_at: int, refer
             raise _Enough
         return inner(step, *rest)
     setattr(model, closure, timed)
-    rss_before = _rss_mb()
+    rss_before = _authors().rss_mb()
     start = time.perf_counter()
     try:
         model.optimize()
@@ -180,7 +175,7 @@ def run_ours(task: str, size: int, seed: int, block: int, stop_at: int, tree: st
             stamps.append((int(entry["iteration"]) - offset + 1, time.perf_counter(), time.process_time()))
     config = dd.SolverConfig(iterations=total, seed=seed, device="cpu", mode="reference",
                              log_every=block, callback=record, repeats=1)
-    rss_before = _rss_mb()
+    rss_before = _authors().rss_mb()
     start = time.perf_counter()
     if task == "separate":
         dd.separate(image, config)
@@ -203,7 +198,7 @@ def count_flops(side: str, task: str, size: int, seed: int, reference: Path, tre
     """Counted GFLOP of one iteration of the timed stage: the forward's convolutions x 3, as
     ``doubledip bench`` counts (each backward convolution costs twice its forward). Authors: their
     closure run under ``no_grad`` (its ``backward()`` then fails, after the forward is counted);
-    ours: ``doubledip.engine.profiling.make_step``'s forward (None for tasks it lacks)."""
+    ours: ``doubledip.bench.make_step``'s forward (None for tasks it lacks)."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
     counter = FlopCounterMode(display=False)
@@ -219,10 +214,10 @@ def count_flops(side: str, task: str, size: int, seed: int, reference: Path, tre
     else:
         if tree:
             sys.path.insert(0, str(Path(tree).resolve()))
-        from doubledip.engine import profiling
-        if task not in profiling.TASKS:
+        from doubledip import bench
+        if task not in bench.TASKS:
             return None
-        _, forward_only, _ = profiling.make_step(task, size, 1, torch.device("cpu"))
+        _, forward_only, _ = bench.make_step(task, size, 1, torch.device("cpu"))
         with counter, torch.no_grad():
             forward_only()
     return 3 * counter.get_total_flops() / 1e9
@@ -256,7 +251,7 @@ def worker(args) -> None:
     if args.flops:
         gflop = count_flops(args.worker_side, args.worker_task, args.worker_size, args.seed, Path(args.reference),
                             args.ours_tree)
-        from doubledip.engine.profiling import matmul_rate  # after count_flops: --ours-tree first on the path
+        from doubledip.bench import matmul_rate  # after count_flops: --ours-tree first on the path
         out = {"kind": "flops", "side": args.worker_side, "task": args.worker_task, "size": args.worker_size,
                "gflop_per_iter": gflop, "matmul_gflops": matmul_rate(torch.device("cpu")),
                "matmul_cpu_gflops": cpu_matmul_rate(),
@@ -267,12 +262,12 @@ def worker(args) -> None:
         res = run_authors(args.worker_task, args.worker_size, args.seed, args.block, stop_at, Path(args.reference))
     else:
         res = run_ours(args.worker_task, args.worker_size, args.seed, args.block, stop_at, args.ours_tree)
-    peak = _peak_mb()
+    peak = _authors().peak_mb()
     wall = [(i, t) for i, t, _ in res["stamps"]]
     cpu = [(i, c) for i, _, c in res["stamps"]]
-    out = {"commit": _tree_commit(args.ours_tree) if args.ours_tree else _commit(), "side": args.worker_side, "task": args.worker_task, "size": args.worker_size,
+    out = {"commit": _tree_commit(args.ours_tree) if args.ours_tree else _authors().commit(), "side": args.worker_side, "task": args.worker_task, "size": args.worker_size,
            "round": args.worker_round, "threads": torch.get_num_threads(), "api": res["api"],
-           "s_per_iter": _block_median(wall, args.warmup), "cpu_s_per_iter": _block_median(cpu, args.warmup),
+           "s_per_iter": _authors().block_median(wall, args.warmup), "cpu_s_per_iter": _authors().block_median(cpu, args.warmup),
            "blocks": [(t1 - t0) / (i1 - i0) for (i0, t0), (i1, t1) in zip(wall, wall[1:]) if i0 >= args.warmup],
            "warmup": args.warmup, "block": args.block, "stage_offset": res["stage_offset"],
            "seconds": res["seconds"], "rss_before_mb": res["rss_before"], "peak_rss_mb": peak,
@@ -283,12 +278,14 @@ def worker(args) -> None:
 # ----------------------------------------------------------------------------------- driver
 
 def _spawn(args, side: str, task: str, size: int, rnd: int) -> dict:
-    cmd = [sys.executable, os.path.abspath(__file__), "--reference", args.reference,
+    # the worker runs from the repository root: paths resolved here
+    cmd = [sys.executable, "-m", "benchmarks.experiments.vs_reference_speed",
+           "--reference", str(Path(args.reference).resolve()),
            "--threads", str(args.threads), "--warmup", str(args.warmup), "--blocks", str(args.blocks),
            "--block", str(args.block), "--seed", str(args.seed), "--worker-side", side,
-           *(["--ours-tree", args.ours_tree] if args.ours_tree else []), *(["--flops"] if args.flops else []),
+           *(["--ours-tree", str(Path(args.ours_tree).resolve())] if args.ours_tree else []), *(["--flops"] if args.flops else []),
            "--worker-task", task, "--worker-size", str(size), "--worker-round", str(rnd)]
-    return run_worker(cmd, args.threads, MARKER, f"{side} {task} {size} round {rnd}")
+    return _authors().run_worker(cmd, args.threads, MARKER, f"{side} {task} {size} round {rnd}")
 
 
 def _median(values):
