@@ -61,9 +61,6 @@ class FusedCalls:
 
         return counted
 
-    def ran(self, backend: str, name: str) -> int:
-        return self.counts[backend, name]
-
     def expect(self, backend: str, *names: str) -> None:
         """Assert that ``backend`` ran each primitive of ``names`` and that no other backend ran any
         (``torch``: that no fused primitive ran at all)."""

@@ -289,8 +289,9 @@ def bn_act_fwd(x, weight, bias, running_mean, running_var, eps: float, momentum:
     if running_mean is not None:
         _channels("bn_act_fwd", "running_mean", running_mean, c)
         _channels("bn_act_fwd", "running_var", running_var, c)
-    if n * h * w < 2:
-        raise ValueError(f"bn_act_fwd: training-mode BatchNorm needs more than one value per channel, got shape {(n, c, h, w)}")
+    if n * h * w < 2:  # as torch's: the variance of one value is no statistic (and 0 values divide by 0)
+        raise ValueError("bn_act_fwd: training-mode BatchNorm needs more than one value per channel, "
+                         f"got shape {(n, c, h, w)}")
     y = torch.empty_like(x, memory_format=torch.channels_last)
     mean, invstd = torch.empty(c), torch.empty(c)
     _core().bn_act_fwd(x.data_ptr(), weight.data_ptr(), bias.data_ptr(), y.data_ptr(), mean.data_ptr(),

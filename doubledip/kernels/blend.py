@@ -42,8 +42,8 @@ def blend_loss(mask, a: torch.Tensor, b: torch.Tensor, target: torch.Tensor, los
     """
     _check_inputs(mask, a, b, target, loss)
     backend = _dispatch.resolve(a.device)
+    mode = _mask_mode(mask, a)
     if backend != "torch":
-        mode = _mask_mode(mask, a)
         unsupported = _unsupported(mask, a, b, target, mode)
         if unsupported is not None:
             backend = _dispatch.fall_back(_OP, backend, *unsupported)
