@@ -98,9 +98,40 @@ def to_hwc(x: Any, name: str = "image") -> np.ndarray:
     return np.ascontiguousarray(out)
 
 
+# The smallest image side the method fits. The nets' own needs (5 stride-2 levels: multiples of
+# 32, at least 64-96 px) are met by reflection-padding the input (UNetConfig.padded_size), and
+# engine.inputs.reflect_pad mirrors back and forth, so any side >= 2 pads without error (a 1 px
+# side cannot be mirrored: it pads to a constant, and the watermark task's PSNR is then NaN).
+# What sets the minimum is the exclusion loss: a 3-level pyramid of 2 x 2 pools, so its coarsest
+# level is at 1/4 scale, and for that level to hold one forward difference (2 px) of the image
+# itself rather than of its mirror copies the image needs 4 * 2 = 8 px per side. Below that, how
+# the layers split is decided by the padding, not by the image.
+MIN_SIDE = 8
+
+
+def check_image_size(h: int, w: int, name: str = "image") -> None:
+    """Raise ValueError unless H and W are both at least :data:`MIN_SIDE`."""
+    if h < MIN_SIDE or w < MIN_SIDE:
+        raise ValueError(f"{name}: expected an image of at least {MIN_SIDE}x{MIN_SIDE} pixels (H x W), "
+                         f"got {h}x{w}; the method cannot fit smaller images (upscale it first)")
+
+
+def describe_input(value: Any, size) -> dict:
+    """What result.json records about one input: ``{"path": absolute path or None, "size": [H, W]}``
+    (``path`` when ``value`` is a str or path, else None; ``size``: the (H, W) it was loaded at)."""
+    try:
+        h, w = (int(n) for n in size)
+    except (TypeError, ValueError):
+        raise TypeError(f"size must be (H, W), two ints, got {size!r}") from None
+    path = os.path.abspath(os.fspath(value)) if isinstance(value, (str, os.PathLike)) else None
+    return {"path": path, "size": [h, w]}
+
+
 def load_image(x: Any, name: str = "image", device: torch.device | str = "cpu") -> torch.Tensor:
-    """An RGB image as a 1 x 3 x H x W float32 tensor in [0, 1] (grayscale promoted to colour)."""
+    """An RGB image as a 1 x 3 x H x W float32 tensor in [0, 1] (grayscale promoted to colour);
+    at least :data:`MIN_SIDE` pixels per side."""
     hwc = to_hwc(x, name)
+    check_image_size(hwc.shape[0], hwc.shape[1], name)
     if hwc.shape[2] == 1:
         hwc = np.repeat(hwc, 3, axis=2)
     return torch.from_numpy(hwc).permute(2, 0, 1).unsqueeze(0).contiguous().to(device)
@@ -112,7 +143,7 @@ def load_hint(x: Any, name: str, size: tuple[int, int], device: torch.device | s
     hwc = to_hwc(x, name)
     if hwc.shape[:2] != tuple(size):
         raise ValueError(f"{name}: expected the image's size {size[0]}x{size[1]} (H x W), "
-                         f"got {hwc.shape[0]}x{hwc.shape[1]}")
+                         f"got a {hwc.shape[0]}x{hwc.shape[1]} hint")
     hint = hwc.max(axis=2)
     if not hint.any():
         raise ValueError(f"{name}: the hint is all zero; it must mark at least one pixel")
