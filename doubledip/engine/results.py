@@ -1,9 +1,11 @@
-"""Result objects: the task's image fields, plus ``history``, ``seconds``, ``config``, ``save(dir)``."""
+"""Result objects: the task's image fields, plus ``history``, ``seconds``, ``config``, ``device``,
+``inputs``, ``save(dir)``."""
 from __future__ import annotations
 
 import json
 import math
 import os
+import platform
 import shutil
 import tempfile
 from dataclasses import dataclass, field, fields
@@ -13,6 +15,10 @@ from typing import Any, ClassVar, Optional
 import numpy as np
 
 from doubledip.engine.io import save_png
+
+RESULT_JSON = "result.json"
+RESULT_VERSION = 1  # result.json's "doubledip_result": marks the file (and the folder) as doubledip's
+EXPORT_FOLDER = "export"  # where the CLI (and result.export's docs) put a result's export
 
 
 def _jsonable(v: Any) -> Any:
@@ -37,6 +43,10 @@ class _ResultBase:
     task: str = ""
     # The fitted generators and their fixed inputs (for export); not part of the public fields.
     fitted: Optional[dict] = field(default=None, repr=False)
+    # The device the run used ("cpu", "cuda:0") and, per input name, {"path", "size"} (see
+    # describe_run); filled by the task functions.
+    device: str = ""
+    inputs: dict = field(default_factory=dict, repr=False)
 
     _IMAGE_FIELDS: ClassVar[tuple] = ()
     _LIST_FIELDS: ClassVar[tuple] = ()
@@ -53,15 +63,22 @@ class _ResultBase:
                 out[f"{stem}_{i}"] = img
         return out
 
-    def summary(self) -> dict:
+    def summary(self, extra_files=()) -> dict:
+        """What ``result.json`` holds (``extra_files``: more file names :meth:`save` writes with it)."""
         last = self.history[-1] if self.history else {}
+        images = {stem: f"{stem}.png" for stem in self.image_files()}
         return {
+            "doubledip_result": RESULT_VERSION,
             "task": self.task,
             "seconds": self.seconds,
+            "device": self.device,
+            "inputs": self.inputs,
+            "versions": versions(),
             "config": self.config.to_dict() if hasattr(self.config, "to_dict") else self.config,
             "values": {name: getattr(self, name) for name in self._VALUE_FIELDS},
             "final": {k: v for k, v in last.items() if k not in ("stage",)},
-            "images": {stem: f"{stem}.png" for stem in self.image_files()},
+            "images": images,
+            "files": sorted({*images.values(), *extra_files, RESULT_JSON}),
             "history": self.history,
         }
 
@@ -70,25 +87,196 @@ class _ResultBase:
         from doubledip.engine.export import export
         return export(self, directory, format)
 
-    def save(self, directory) -> Path:
-        """Write one PNG per image field and ``result.json`` into ``directory`` (created if needed).
+    def save(self, directory, overwrite: bool = False, extra_images: Optional[dict] = None) -> Path:
+        """Write one PNG per image field and ``result.json`` (which lists them) into ``directory``
+        (created if needed); returns it. ``extra_images``: more images to write with the result
+        and list as its files, name -> H x W [x 3] array in [0, 1] (the CLI demo's ``input``).
 
-        Files are written to a temporary folder beside it first, then moved in: a failure leaves
-        no half-written file behind.
+        The folder then holds this result's files and no other result's:
+
+        - a new or empty folder (hidden entries aside) is written to;
+        - a folder holding an earlier result of the same task is updated: the files its
+          ``result.json`` lists are replaced or removed, and so is its ``export/`` folder (files
+          its ``manifest.json`` lists; export again after saving);
+        - a folder holding another task's result is refused (ValueError), unless ``overwrite``:
+          then that result's files are removed as above;
+        - a non-empty folder holding no doubledip result is refused, unless ``overwrite``: then
+          the result is written beside its files, replacing those of the same names.
+
+        Files doubledip did not write (as far as ``result.json`` and ``manifest.json`` say) are
+        never deleted. Files are written to a temporary folder first, then moved in: a failure
+        leaves no half-written file. An unwritable folder raises ValueError naming it.
         """
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".doubledip-", dir=directory))
+        if directory.exists() and not directory.is_dir():
+            raise ValueError(f"cannot save into {str(directory)!r}: it exists and is not a folder")
+        images = self.image_files()
+        extra = dict(extra_images or {})
+        for stem in extra:
+            if not _plain_names([stem]) or stem in images:
+                raise ValueError(f"extra_images: expected plain file stems other than the result's own "
+                                 f"({', '.join(images)}), got {stem!r}")
+        stale = self._check_folder(directory, overwrite)
         try:
-            for stem, img in self.image_files().items():
-                save_png(tmp / f"{stem}.png", img)
-            with open(tmp / "result.json", "w") as fh:
-                json.dump(_jsonable(self.summary()), fh, indent=2)
-            for f in sorted(tmp.iterdir()):
-                os.replace(f, directory / f.name)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            directory.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=".doubledip-", dir=directory))
+            try:
+                for stem, img in {**images, **extra}.items():
+                    save_png(tmp / f"{stem}.png", np.asarray(img))
+                with open(tmp / RESULT_JSON, "w") as fh:
+                    json.dump(_jsonable(self.summary([f"{stem}.png" for stem in extra])), fh, indent=2)
+                # the images first, the index (result.json) last, then what the old index listed
+                new = sorted((f for f in tmp.iterdir() if f.name != RESULT_JSON), key=lambda f: f.name)
+                for f in [*new, tmp / RESULT_JSON]:
+                    os.replace(f, directory / f.name)
+                written = {f.name for f in new} | {RESULT_JSON}
+                for p in stale:
+                    if p.parent != directory or p.name not in written:
+                        p.unlink(missing_ok=True)
+                if any(p.parent == directory / EXPORT_FOLDER for p in stale):
+                    _remove_if_empty(directory / EXPORT_FOLDER)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        except OSError as exc:
+            raise ValueError(f"cannot write to {str(directory)!r}: {exc.strerror or exc}") from exc
         return directory
+
+    def _check_folder(self, directory: Path, overwrite: bool) -> list[Path]:
+        """Raise ValueError where :meth:`save` must not write into ``directory``; else the files
+        of the earlier result there (to replace or remove)."""
+        try:
+            if not directory.is_dir():
+                return []
+            previous = read_result_json(directory)
+            if previous is None:
+                entries = sorted(e.name for e in directory.iterdir() if not e.name.startswith(".")
+                                 and not (e.name == EXPORT_FOLDER and _export_files(e) is not None))
+                if entries and not overwrite:
+                    shown = ", ".join(repr(n) for n in entries[:3]) + (", ..." if len(entries) > 3 else "")
+                    raise ValueError(
+                        f"cannot save the {self.task!r} result into {str(directory)!r}: the folder holds "
+                        f"{len(entries)} {'entry' if len(entries) == 1 else 'entries'} that are not a doubledip result ({shown}); choose a new or "
+                        "empty folder, or pass overwrite=True (CLI: --overwrite) to write beside them "
+                        "(files of the result's names are replaced, nothing else is deleted)")
+                return []
+            found = previous.get("task")
+            if found != self.task and not overwrite:
+                raise ValueError(
+                    f"cannot save the {self.task!r} result into {str(directory)!r}: the folder holds a "
+                    f"{found!r} result; pass overwrite=True (CLI: --overwrite) to replace it, or choose "
+                    "another folder")
+            return _listed_files(directory, previous) + (_export_files(directory / EXPORT_FOLDER) or [])
+        except OSError as exc:
+            raise ValueError(f"cannot read the folder {str(directory)!r}: {exc.strerror or exc}") from exc
+
+
+def _plain_names(names) -> list[str]:
+    """The entries of ``names`` that are plain file names (no folders, no hidden names)."""
+    if not isinstance(names, (list, tuple)):
+        return []
+    return [n for n in names if isinstance(n, str) and n and "/" not in n and "\\" not in n
+            and not n.startswith(".")]
+
+
+def read_result_json(directory) -> Optional[dict]:
+    """The doubledip ``result.json`` in ``directory`` as a dict, or None where there is none (or
+    the file there is not doubledip's)."""
+    try:
+        with open(Path(directory) / RESULT_JSON) as fh:
+            meta = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(meta, dict) or not isinstance(meta.get("task"), str) or not isinstance(meta.get("images"), dict):
+        return None
+    # files written before the marker existed: doubledip's by their keys
+    if "doubledip_result" in meta or {"config", "history", "seconds"} <= set(meta):
+        return meta
+    return None
+
+
+def _listed_files(directory: Path, meta: dict) -> list[Path]:
+    """The files an earlier result.json in ``directory`` says its result wrote."""
+    names = meta.get("files")
+    if names is None:  # written before "files" existed: the images and the index
+        names = [*meta["images"].values(), RESULT_JSON]
+    return [directory / n for n in _plain_names(list(names))]
+
+
+def _export_files(folder: Path) -> Optional[list[Path]]:
+    """The files of the doubledip export in ``folder`` (the files its manifest lists for each
+    generator, the manifest), or None where ``folder`` holds none."""
+    try:
+        with open(folder / "manifest.json") as fh:
+            manifest = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(manifest, dict) or "doubledip_export" not in manifest:
+        return None
+    gens = manifest.get("generators")
+    # every generator's files: "file", "input_file", "noise_file" (any key naming a file)
+    names = [v for g in gens.values() if isinstance(g, dict) for k, v in g.items()
+             if k == "file" or k.endswith("_file")] if isinstance(gens, dict) else []
+    return [folder / n for n in _plain_names(names)] + [folder / "manifest.json"]
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:  # not there, or holds files doubledip did not write: kept
+        pass
+
+
+def versions() -> dict:
+    """The versions result.json records: doubledip, torch, python, numpy."""
+    import torch
+
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+
+        own = version("doubledip")
+    except PackageNotFoundError:  # run from a source tree
+        import doubledip
+
+        own = doubledip.__version__
+    return {"doubledip": own, "torch": torch.__version__, "python": platform.python_version(),
+            "numpy": np.__version__}
+
+
+def device_name(device) -> str:
+    """A torch.device or str as result.json records it: "cpu", "cuda:0" (CUDA always indexed)."""
+    import torch
+
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(f"device must be a torch.device or str, got {type(device).__name__}")
+    dev = torch.device(device)
+    if dev.type == "cuda" and dev.index is None and torch.cuda.is_available():
+        dev = torch.device("cuda", torch.cuda.current_device())
+    return str(dev)
+
+
+def describe_run(results, device, inputs):
+    """Record on a result, or on each of a list of results, the device the run used and its
+    inputs; returns ``results``.
+
+    device: a torch.device or str ("cuda" becomes "cuda:N", the current device).
+    inputs: input name -> ``io.describe_input(value, size)``, one dict for all the results, or a
+        list of such dicts, one per result (a batch: each result its own image).
+    """
+    many = isinstance(results, (list, tuple))
+    items = list(results) if many else [results]
+    for r in items:
+        if not isinstance(r, _ResultBase):
+            raise TypeError(f"describe_run expects a doubledip result or a list of them, got {type(r).__name__}")
+    per = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs] * len(items)
+    if len(per) != len(items):
+        raise ValueError(f"describe_run: expected one inputs dict per result ({len(items)}), got {len(per)}")
+    for d in per:
+        if not isinstance(d, dict) or not all(isinstance(k, str) and isinstance(v, dict) for k, v in d.items()):
+            raise TypeError(f"inputs must map input names to describe_input() dicts, got {d!r}")
+    name = device_name(device)
+    for r, d in zip(items, per):
+        r.device, r.inputs = name, {k: dict(v) for k, v in d.items()}
+    return results
 
 
 @dataclass
