@@ -170,16 +170,26 @@ class Problem:
 
 
 class ProgressReporter:
-    """Progress bar + callback + history, fed every ``log_every`` iterations."""
+    """Progress bar + callback + history, fed every ``log_every`` iterations.
+
+    The bar counts the iterations run (``done``, of ``total``: all stages, passes and repeats)
+    and each line it prints shows the loss and PSNR logged at that count. It ends with exactly
+    one final line, with the last logged numbers: printed when ``done`` reaches ``total``, or by
+    :meth:`close` at the count where a run stopped early (the bar is not moved on to ``total``).
+    """
 
     def __init__(self, config: SolverConfig, total: int, label: str):
         self.config = config
         self.history: list[dict] = []
         self.bar = None
+        self.total = total
         if config.progress:
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=total, desc=label, unit="it", dynamic_ncols=True, leave=True)
+            # miniters=1: lines only when the bar is updated (every log_every iterations, at most
+            # every 0.1 s) and at the end; tqdm's monitor thread, which re-prints bars whose
+            # dynamic miniters exceed 1, then never prints a second copy of the final line
+            self.bar = tqdm(total=total, desc=label, unit="it", dynamic_ncols=True, leave=True, miniters=1)
         self.done = 0
         self.start = time.perf_counter()
 
@@ -189,21 +199,38 @@ class ProgressReporter:
         record = {k: (float(v) if isinstance(v, torch.Tensor) else v) for k, v in record.items()}
         record["seconds"] = time.perf_counter() - self.start
         self.history.append(record)
+        self.done += advanced
         if self.bar is not None:
-            self.bar.update(advanced)
             post = {"loss": f"{record['loss']:.4f}"}
             shown = record.get("psnr")
             if isinstance(shown, list):  # a batch: show the mean
                 shown = sum(shown) / len(shown)
             if shown is not None and math.isfinite(shown):
                 post["psnr"] = f"{shown:.2f}"
+            # the numbers before the count: a line the update prints shows this record's
             self.bar.set_postfix(post, refresh=False)
+            if self.done >= self.total:  # the end: its one line now (close() prints nothing more)
+                self.bar.n = self.done
+                self._end_bar(printed=False)
+            else:
+                self.bar.update(advanced)
         if self.config.callback is not None:
             self.config.callback(dict(record, outputs=outputs) if outputs is not None else dict(record))
 
     def close(self) -> None:
+        """End the bar where the run stopped (once; later calls do nothing)."""
         if self.bar is not None:
-            self.bar.close()
+            # the last update may have printed the final count already (a run that stopped
+            # early): then only end that line, else tqdm prints it again with other numbers
+            self._end_bar(printed=self.bar.n > 0 and self.bar.last_print_n == self.bar.n)
+
+    def _end_bar(self, printed: bool) -> None:
+        from tqdm.std import tqdm as text_bar
+
+        bar, self.bar = self.bar, None
+        if printed and type(bar).display is text_bar.display:  # a text bar (not a notebook widget)
+            bar.display = lambda *args, **kwargs: True  # close() ends the line without re-printing
+        bar.close()
 
 
 class PlateauStop:
