@@ -129,6 +129,7 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-benchmark: no error where it is missing
 def pytest_benchmark_update_machine_info(config, machine_info):
     """What report.py puts in RESULTS.md's header: the machine, the software, the command."""
     import torch
