@@ -299,3 +299,15 @@ def test_augmentations_made_per_step_give_the_same_run(task, monkeypatch):
     assert [r["loss"] for r in lazy.history] == [r["loss"] for r in stored.history]
     for (name, a), (_, b) in zip(_arrays(stored), _arrays(lazy)):
         np.testing.assert_array_equal(b, a, err_msg=name)
+
+
+def test_dehaze_working_size_keeps_an_elongated_images_short_side():
+    from doubledip.engine.tasks.dehazing import working_size
+
+    assert working_size(1000, 1500) == (480, 736)  # the reference's rule: /2, multiples of 32
+    assert working_size(799, 640) == (799, 640)  # under 800 px: the image's own size
+    h, w = working_size(800, 20)  # the short side would round down to 0
+    assert (h, w) == (384, 10)
+    r = dd.dehaze(np.random.default_rng(0).random((800, 20, 3)).astype(np.float32),
+                  dd.SolverConfig(iterations=1, mode="fast"))
+    assert r.image.shape == (800, 20, 3) and np.isfinite(r.image).all()

@@ -36,9 +36,18 @@ def working_size(h: int, w: int) -> tuple[int, int]:
     each side rounded down to a multiple of 32 (the reference's rule)."""
     size, f = (h, w), 1
     while size[0] >= MAX_SIDE or size[1] >= MAX_SIDE:
-        size = (int(h / f) - int(h / f) % 32, int(w / f) - int(w / f) % 32)
+        size = (_scaled(h, f), _scaled(w, f))
         f += 1
     return size
+
+
+def _scaled(side: int, f: int) -> int:
+    """side / f rounded down to a multiple of 32; a side that would round to nothing (an elongated
+    image's short side) keeps side / f, and never less than 8 px (the smallest image accepted)."""
+    scaled = int(side / f)
+    if scaled >= 32:
+        return scaled - scaled % 32
+    return max(scaled, min(side, 8))
 
 
 class DehazeProblem(ImageProblem):
