@@ -311,3 +311,31 @@ def test_dehaze_working_size_keeps_an_elongated_images_short_side():
     r = dd.dehaze(np.random.default_rng(0).random((800, 20, 3)).astype(np.float32),
                   dd.SolverConfig(iterations=1, mode="fast"))
     assert r.image.shape == (800, 20, 3) and np.isfinite(r.image).all()
+
+
+def test_dehaze_method_dcp_is_the_classic_prior_with_no_fit(tmp_path):
+    from doubledip.evaluation.baselines import dark_channel_prior
+
+    img = _image()
+    r = dd.dehaze(img, method="dcp")
+    classic = dark_channel_prior(img)
+    np.testing.assert_array_equal(r.image, classic["image"])
+    np.testing.assert_array_equal(r.transmission, classic["transmission"])
+    assert r.method == "dcp" and r.history == [] and r.fitted is None and r.device == "cpu"
+    given = dd.dehaze(img, method="dcp", airlight=[0.9, 0.9, 0.9])
+    np.testing.assert_allclose(given.airlight, 0.9)
+    meta = json.loads((r.save(tmp_path / "d") / "result.json").read_text())
+    assert meta["run"] == {"method": "dcp"}
+    assert dd.dehaze(img, dd.SolverConfig(iterations=2)).method == "dip"
+    with pytest.raises(ValueError, match="method must be one of"):
+        dd.dehaze(img, method="magic")
+
+
+def test_cli_dehaze_method_dcp(tmp_path):
+    from PIL import Image
+
+    from doubledip.cli import main
+
+    Image.fromarray((_image() * 255).astype(np.uint8)).save(tmp_path / "hazy.png")
+    assert main(["dehaze", str(tmp_path / "hazy.png"), "--method", "dcp", "-o", str(tmp_path / "o"), "--quiet"]) == 0
+    assert json.loads((tmp_path / "o" / "result.json").read_text())["run"]["method"] == "dcp"

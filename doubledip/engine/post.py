@@ -89,6 +89,30 @@ def dcp_transmission(image: torch.Tensor, airlight: torch.Tensor, window: int = 
     return guided_filter(image, t, radius=radius, eps=eps).clamp(0.1, 1.0)
 
 
+def dcp_dehaze(image: torch.Tensor, window: int = 15, omega: float = 0.95, t_min: float = 0.1,
+               radius: int | None = None, eps: float = 1e-3,
+               airlight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The classic single-image dehazing (He, Sun, Tang, CVPR 2009) with guided-filter refinement.
+
+    Airlight ``A`` from the brightest dark-channel pixels; ``t = 1 - omega * dark(I / A)``, refined
+    by a guided filter (guide: the image; ``radius`` a tenth of the shorter side unless given,
+    He et al.'s 60 px at 600 px) and clipped to ``[t_min, 1]``; ``J = (I - A) / t + A`` clipped
+    to [0, 1]. image: 1 x 3 x H x W -> (J: 1 x 3 x H x W, t: 1 x 1 x H x W, A: (3,)); a given
+    ``airlight`` (3,) replaces the estimate."""
+    if not 0.0 < omega <= 1.0:
+        raise ValueError(f"omega must be in (0, 1], received {omega}")
+    h, w = image.shape[-2:]
+    radius = max(2, round(min(h, w) / 10)) if radius is None else radius
+    if airlight is None:
+        airlight = estimate_airlight(image, window=window)
+    airlight = airlight.to(image).clamp_min(1e-3)
+    a = airlight.view(1, 3, 1, 1)
+    t = 1.0 - omega * dark_channel(image / a, window)
+    t = guided_filter(image, t, radius=radius, eps=eps).clamp(t_min, 1.0)
+    clear = ((image - a) / t + a).clamp(0.0, 1.0)
+    return clear, t, airlight
+
+
 def resize(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
     """Bicubic resize with antialiasing (when shrinking). x: N x C x H x W."""
     if tuple(x.shape[-2:]) == (h, w):

@@ -51,6 +51,8 @@ class _ResultBase:
     _IMAGE_FIELDS: ClassVar[tuple] = ()
     _LIST_FIELDS: ClassVar[tuple] = ()
     _VALUE_FIELDS: ClassVar[tuple] = ()
+    # fields that say how the result was made (result.json "run"), not outputs
+    _RUN_FIELDS: ClassVar[tuple] = ()
 
     def image_files(self) -> dict[str, np.ndarray]:
         """File stem -> image array, for every image field (lists become ``name_0``, ``name_1``...)."""
@@ -76,6 +78,7 @@ class _ResultBase:
             "versions": versions(),
             "config": self.config.to_dict() if hasattr(self.config, "to_dict") else self.config,
             "values": {name: getattr(self, name) for name in self._VALUE_FIELDS},
+            "run": {name: getattr(self, name) for name in self._RUN_FIELDS},
             "final": {k: v for k, v in last.items() if k not in ("stage",)},
             "images": images,
             "files": sorted({*images.values(), *extra_files, RESULT_JSON}),
@@ -284,8 +287,10 @@ class DehazeResult(_ResultBase):
     image: np.ndarray = None  # H x W x 3 haze-free
     transmission: np.ndarray = None  # H x W
     airlight: np.ndarray = None  # (3,)
+    method: str = field(default="dip", repr=False)  # "dip" (the fit) or "dcp" (the classic prior)
     _IMAGE_FIELDS = ("image", "transmission")
     _VALUE_FIELDS = ("airlight",)
+    _RUN_FIELDS = ("method",)
 
 
 @dataclass
@@ -332,5 +337,5 @@ class MultiWatermarkResult(_ResultBase):
 
 def public_fields(result: _ResultBase) -> list[str]:
     """The task's own fields (the ARCHITECTURE.md table), in order."""
-    base = {f.name for f in fields(_ResultBase)}
+    base = {f.name for f in fields(_ResultBase)} | set(result._RUN_FIELDS)
     return [f.name for f in fields(result) if f.name not in base]

@@ -21,25 +21,11 @@ def _to_tensor(image: np.ndarray):
 
 def dark_channel_prior(image, window: int = 15, omega: float = 0.95, t_min: float = 0.1,
                        radius: int | None = None, eps: float = 1e-3) -> dict:
-    """Dehaze ``image`` (``H x W x 3`` float in [0, 1]) with the dark channel prior.
+    """Dehaze ``image`` (``H x W x 3`` float in [0, 1]) with the dark channel prior
+    (:func:`doubledip.engine.post.dcp_dehaze`). Returns ``image``, ``transmission``, ``airlight``."""
+    from doubledip.engine.post import dcp_dehaze
 
-    Airlight ``A`` from the brightest dark-channel pixels; ``t = 1 - omega * dark(I / A)``,
-    refined by a guided filter (guide: the image; ``radius`` defaults to a tenth of the shorter
-    side, He et al.'s 60 px at 600 px) and clipped to ``[t_min, 1]``;
-    ``J = (I - A) / t + A`` clipped to [0, 1]. Returns ``image``, ``transmission``, ``airlight``.
-    """
-    from doubledip.engine.post import dark_channel, estimate_airlight, guided_filter
-    if not 0.0 < omega <= 1.0:
-        raise ValueError(f"omega must be in (0, 1], received {omega}")
-    x = _to_tensor(image)
-    h, w = x.shape[-2:]
-    if radius is None:
-        radius = max(2, round(min(h, w) / 10))
-    airlight = estimate_airlight(x, window=window).clamp_min(1e-3)
-    a = airlight.view(1, 3, 1, 1)
-    t = 1.0 - omega * dark_channel(x / a, window)
-    t = guided_filter(x, t, radius=radius, eps=eps).clamp(t_min, 1.0)
-    clear = ((x - a) / t + a).clamp(0.0, 1.0)
+    clear, t, airlight = dcp_dehaze(_to_tensor(image), window, omega, t_min, radius, eps)
     return {"image": clear[0].permute(1, 2, 0).numpy(), "transmission": t[0, 0].numpy(),
             "airlight": airlight.numpy()}
 

@@ -10,9 +10,9 @@ from doubledip.engine.config import DEHAZE, SolverConfig, UNetConfig
 from doubledip.engine.inputs import meshgrid_input
 from doubledip.engine.io import load_image
 from doubledip.engine.losses import blend_sum, mse_sum, psnr, std_loss
-from doubledip.engine.post import dcp_transmission, estimate_airlight, guided_filter, resize
+from doubledip.engine.post import dcp_dehaze, dcp_transmission, estimate_airlight, guided_filter, resize
 from doubledip.engine.results import DehazeResult
-from doubledip.engine.solver import RunContext, BestTracker, Step, run_problem, split_iterations
+from doubledip.engine.solver import RunContext, BestTracker, Snapshot, Step, run_problem, split_iterations
 from doubledip.engine.tasks.common import (BEST_TRACKED, ImageProblem, bench_inputs, described, hwc, item_history, resolve,
                                            same_size, timed_run)
 from doubledip.engine.tasks.registry import BenchProblem, Defaults, Evaluation, Input, Option, TaskSpec, register
@@ -28,6 +28,7 @@ TRACK_EVERY = 8
 # fast mode: the transmission is pulled toward the dark channel prior's (see dehaze's docstring)
 DCP_PRIOR_WEIGHT = 10.0
 MAX_SIDE = 800
+METHODS = ("dip", "dcp")  # dehaze(method=...): the fit, or the classic dark channel prior
 TRANSMISSION = UNetConfig(8, 1, DEHAZE.channels, DEHAZE.skip_channels, 3)
 
 
@@ -71,12 +72,14 @@ class DehazeProblem(ImageProblem):
             self.inputs["airlight"] = meshgrid_input(8, *self.padded, self.device).expand(self.batch, -1, -1, -1)
         self.stage_iterations = iterations
         self.tracker = BestTracker(strict=True)
+        self.made = Snapshot(self.nets, self.batch)  # what made the best-tracked outputs: for export
 
     def step(self, stage: int, k: int, last: bool, log: bool = False, ctx: RunContext | None = None) -> Step:
         sigma = 0.0 if last else SIGMA
         z_image = self.perturbed(self.inputs["image"], sigma, stage, k, 0)
         if self.learn:  # the image and airlight nets share an architecture: one grouped launch
-            J, A = self.generate("image", [z_image, self.perturbed(self.inputs["airlight"], sigma, stage, k, 1)], ctx)
+            z_airlight = self.perturbed(self.inputs["airlight"], sigma, stage, k, 1)
+            J, A = self.generate("image", [z_image, z_airlight], ctx)
         else:
             (J,), A = self.generate("image", [z_image], ctx), self.airlight0
         (t,) = self.generate("transmission", [self.inputs["transmission"]], ctx)  # never perturbed
@@ -95,6 +98,9 @@ class DehazeProblem(ImageProblem):
             quality = psnr(self.image, tc * Jc + (1 - tc) * Ac)
             if k % TRACK_EVERY == 0:
                 self.tracker.update(quality, {"image": Jc, "transmission": tc, "airlight": Ac})
+                # where a new best was taken: this step's weights (before the solver's update) and
+                # perturbed inputs (the transmission net's is the fixed one), for export
+                self.made.update(self.tracker.took, {"image": z_image, **({"airlight": z_airlight} if self.learn else {})})
         return Step(loss, quality, {"reconstruction": recon})
 
 
@@ -125,9 +131,11 @@ def _one_pass(images: torch.Tensor, airlight0: torch.Tensor, learn: bool, iterat
 
 
 def dehaze_many(images: list, config: SolverConfig, airlight=None, learn_airlight: bool = False,
-                passes: int | None = None) -> list[DehazeResult]:
+                passes: int | None = None, method: str = "dip") -> list[DehazeResult]:
     """:func:`dehaze` for several images of one size in one batched run (``airlight``: None, 3
     values for all, or one triple per image)."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     defaults = SPEC.defaults_for(config.mode)
     if passes is None:
         passes = defaults.passes
@@ -146,7 +154,10 @@ def dehaze_many(images: list, config: SolverConfig, airlight=None, learn_airligh
             raise ValueError(f"airlight must be 3 finite values in [0, 1] (or one triple per image), got {airlight!r}")
         a0 = torch.from_numpy(a0).to(dev)
     else:
-        a0 = torch.stack([estimate_airlight(im) for im in imgs])
+        a0 = None if method == "dcp" else torch.stack([estimate_airlight(im) for im in imgs])
+    if method == "dcp":
+        return described([_classic(im, None if a0 is None else a0[b], config.replace(seed=config.seed + b))
+                          for b, im in enumerate(imgs)], dev, image=list(zip(images, imgs)))
     stages = split_iterations(config.iterations, defaults.stages * passes)
     seeds = [config.seed + i for i in range(len(imgs))]
     lr = config.lr or defaults.lr
@@ -161,14 +172,27 @@ def dehaze_many(images: list, config: SolverConfig, airlight=None, learn_airligh
         return described([DehazeResult(
             task="dehaze", image=hwc(J_final[b]), transmission=hwc(t[b]), airlight=airlights[b],
             history=item_history(reporter.history, b), seconds=time.perf_counter() - start,
-            config=config.replace(seed=seeds[b]), fitted=problem.fitted(problem.inputs, b))
+            config=config.replace(seed=seeds[b]), fitted=problem.fitted(problem.inputs, b, problem.made))
             for b in range(len(imgs))], dev, image=list(zip(images, imgs)))
 
 
+def _classic(image: torch.Tensor, airlight, config: SolverConfig) -> DehazeResult:
+    """The dark channel prior's result for one 1 x 3 x H x W image (no fit: no history, no nets)."""
+    start = time.perf_counter()
+    clear, t, A = dcp_dehaze(image, airlight=airlight)
+    return DehazeResult(task="dehaze", image=hwc(clear), transmission=hwc(t),
+                        airlight=A.cpu().numpy().astype(np.float32), seconds=time.perf_counter() - start,
+                        config=config, method="dcp")
+
+
 def dehaze(image, config: SolverConfig | None = None, *, airlight=None, learn_airlight: bool = False,
-           passes: int | None = None, iterations: int | None = None, seed: int | None = None,
-           device: str | None = None, progress: bool | None = None) -> DehazeResult:
+           passes: int | None = None, method: str = "dip", iterations: int | None = None,
+           seed: int | None = None, device: str | None = None, progress: bool | None = None) -> DehazeResult:
     """Remove haze: ``I = t * J + (1 - t) * A``.
+
+    method: ``"dip"`` (the Double-DIP fit, below) or ``"dcp"``: the classic dark channel prior
+        (He, Sun, Tang 2009) with a guided filter, in a fraction of a second and no fit (the
+        result's ``history`` is empty and it has no fitted nets to export).
 
     airlight: the airlight A as 3 values in [0, 1]; None estimates it with the dark channel prior.
     learn_airlight: learn A (an ambient DIP on a meshgrid input) in the first pass too.
@@ -182,7 +206,7 @@ def dehaze(image, config: SolverConfig | None = None, *, airlight=None, learn_ai
     """
     config = resolve(config, {"image": image, "airlight": airlight}, iterations=iterations, seed=seed,
                      device=device, progress=progress)
-    return dehaze_many([image], config, airlight, learn_airlight, passes)[0]
+    return dehaze_many([image], config, airlight, learn_airlight, passes, method)[0]
 
 
 # ---- the task's spec -----------------------------------------------------------------------
@@ -243,7 +267,9 @@ SPEC = register(TaskSpec(
     options=(Option("airlight", "known airlight in [0, 1] (default: dark channel prior estimate)",
                     type=float, nargs=3, metavar=("R", "G", "B")),
              Option("learn_airlight", "learn the airlight in the first pass too", flag=True),
-             Option("passes", "default: 2 (reference mode), 1 (fast mode)", type=int, choices=(1, 2))),
+             Option("passes", "default: 2 (reference mode), 1 (fast mode)", type=int, choices=(1, 2)),
+             Option("method", "dip: the Double-DIP fit (default); dcp: the classic dark channel prior, "
+                    "a fraction of a second, no fit", type=str, choices=METHODS)),
     defaults={"reference": Defaults((PASS_ITERATIONS,), DEFAULT_LR, passes=2),
               "fast": Defaults((PASS_ITERATIONS,), DEFAULT_LR, passes=1)},
     export=export_recombination, bench=bench_problem,
