@@ -19,8 +19,8 @@ import torch
 from doubledip.engine.adam import Adam
 from doubledip.engine.solver import ADAM_SQRT, RunContext, fast_autocast_dtype
 from doubledip.engine.config import SolverConfig
+from doubledip.engine.tasks import registry
 
-TASKS = ("separate", "separate_pair", "segment", "dehaze", "remove_watermark")
 
 # One task step, timed in several settings; each is the shipped reference mode with one thing changed.
 VARIANTS = {
@@ -35,29 +35,19 @@ VARIANTS = {
 
 
 def _problem(task: str, size: int, batch: int, device: torch.device, fast: bool = False):
-    """A task's problem on random images, and (stage benchmarked, default iterations per image).
-    ``fast``: the problem as fast mode builds it (where that differs per step)."""
-    from doubledip.engine.tasks import dehazing, pair, segmentation, separation, watermark
+    """A task's benchmark problem on random images (its spec's ``bench``), and (stage benchmarked,
+    default iterations per image). ``fast``: the problem as fast mode builds it."""
+    spec = registry.get(task)
+    if spec.bench is None:
+        raise ValueError(f"task must be one of {benched_tasks()}, got {task!r} (it declares no benchmark)")
+    made = spec.bench(size, batch, device, fast=fast)
+    mode = "fast" if fast else "reference"
+    return made.problem, made.stage, spec.defaults_for(mode).iterations_per_image
 
-    gen = torch.Generator().manual_seed(0)
-    images = torch.rand(batch, 3, size, size, generator=gen).to(device)
-    mask = torch.zeros(batch, 1, size, size, device=device)
-    mask[..., size // 3: 2 * size // 3, size // 4: 3 * size // 4] = 1
-    seeds = list(range(batch))
-    if task == "separate":
-        return separation.SeparationProblem(images, separation.DEFAULT_ITERATIONS, seeds, fast=fast), 0, 8000
-    if task == "separate_pair":
-        return pair.PairProblem(images, images.flip(-1), pair.DEFAULT_ITERATIONS, seeds, scalar_alphas=fast), 0, 4000
-    if task == "segment":
-        return segmentation.SegmentationProblem(images, mask, 1 - mask, segmentation.DEFAULT_ITERATIONS, seeds), 1, 6000
-    if task == "dehaze":
-        airlight = torch.full((batch, 3), 0.8, device=device)
-        prior = torch.full((batch, 1, size, size), 0.5, device=device) if fast else None
-        return dehazing.DehazeProblem(images, airlight, False, (dehazing.PASS_ITERATIONS,), seeds,
-                                      transmission_prior=prior), 0, 8000
-    if task == "remove_watermark":
-        return watermark.HintedWatermarkProblem(images, mask, watermark.HINT_ITERATIONS, seeds), 1, 33000
-    raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+
+def benched_tasks() -> list[str]:
+    """The registered tasks that declare a benchmark problem."""
+    return [s.name for s in registry.tasks() if s.bench is not None]
 
 
 def make_step(task: str, size: int, batch: int, device: torch.device, channels_last: bool = True,
@@ -224,8 +214,12 @@ def bench(task: str, size: int = 256, device: str = "auto", batch: int = 1, step
           warmup: int = 3, channels_last: bool = True, mode: str = "reference", compile: bool = False) -> dict:
     """Time ``steps`` optimisation steps of ``task`` (after ``warmup``; with ``compile`` the
     first warm-up step compiles, timed apart as ``compile_seconds``); returns one table row."""
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    try:  # an API or a CLI name
+        task = registry.get(task).name
+    except (TypeError, ValueError):
+        task = None if not isinstance(task, str) else task
+    if task not in benched_tasks():
+        raise ValueError(f"task must be one of {benched_tasks()}, got {task!r}")
     for name, value in (("size", size), ("batch", batch), ("steps", steps)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be an int >= 1, got {value!r}")

@@ -133,7 +133,7 @@ def _bench(args) -> int:
         for task in args.task:
             for size in args.size:
                 for batch in args.batch:
-                    rows.append(bench(task.replace("-", "_"), size, args.device, batch, args.steps,
+                    rows.append(bench(task, size, args.device, batch, args.steps,
                                       mode=args.mode, compile=args.compile))
                     print(f"done {task} {size}x{size} batch {batch}", file=sys.stderr)
     except (ValueError, TypeError) as exc:
