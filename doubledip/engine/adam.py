@@ -19,7 +19,7 @@ torch. Parameters that share a step count are updated together, in one of two wa
   full pass through memory (and a fresh temporary for sqrt): 11.7 ms of CPU time within a step for
   the ~3 M parameters of a 256 x 256 separation (1 thread). One multi-tensor call, all threads on
   one flat range of the elements, does it in 4.3 ms; split around torch's sqrt (below), 7.6 ms
-  (benchmarks/adam_step.py). The C++ step rounds as
+  (benchmarks/test_kernels.py, the Adam rows). The C++ step rounds as
   torch's CPU kernels do (FMA in lerp and addcmul). The square root is the one exception: torch's
   CPU sqrt is MKL's (not correctly rounded) on MKL builds such as this project's, so by default
   (``sqrt="torch"``) the fused step is split around ``torch.sqrt`` into per-parameter scratch

@@ -74,7 +74,7 @@ class CompiledGenerators:
         if device.type == "cpu" and backend is None:
             warnings.warn("compile=True on a CPU: measured 12-14% slower per step than eager here, after a "
                           "cold compile of about a minute of CPU time per image size; it is meant for CUDA "
-                          "(benchmarks/RESULTS.md)", RuntimeWarning, stacklevel=3)
+                          "(benchmarks/experiments/README.md)", RuntimeWarning, stacklevel=3)
         self.cuda_graphs = uses_cuda_graphs(device)
         self._compiled: dict[str, Callable] = {name: torch.compile(net, **options) for name, net in nets.items()}
 

@@ -112,7 +112,7 @@ class SolverConfig:
         their own, free heap pages returned before each recomputed segment; a process-wide
         setting that stays after the run, see ``doubledip.engine.nets.memory``). At 512 x 512 on a
         CPU about half the peak memory of the authors' code or less (separation 537 MB, dehazing
-        524, watermark 536), at about 1.6-2x the CPU time per step (benchmarks/RESULTS.md).
+        524, watermark 536), at about 1.6-2x the CPU time per step (benchmarks/RESULTS.md, peak memory).
     """
 
     iterations: Optional[int] = None

@@ -11,7 +11,7 @@ with recomputation alone, against about 530 MB of live data).
 (16.8 MB and up at 512 x 512) are mapped and unmapped on their own, and (2) hands the heap's free
 pages back to the kernel (``malloc_trim``) before each recomputed segment's backward. Both cost
 page faults when the memory is touched again: about 20% more CPU time per step on top of the
-recomputation (measured at 512 x 512; ``benchmarks/RESULTS.md``). The threshold is a setting of
+recomputation (measured at 512 x 512; ``benchmarks/experiments/README.md``). The threshold is a setting of
 the whole process and stays after the run (glibc keeps no way back to the rising threshold).
 """
 from __future__ import annotations

@@ -4,7 +4,7 @@ Every BatchNorm of the generators (ALGORITHM.md section 2) uses batch statistics
 one at the start of each merge block, is followed by LeakyReLU(0.2). Run as two PyTorch ops,
 the pair sweeps the activation tensor five times forward (statistics, normalise, activation read +
 write) and reads it back in four sweeps backward; on a CPU these are memory-bound and cost 12-17%
-of a whole step (benchmarks/RESULTS.md, profile). ``BatchNormAct2d`` runs the pair as one op on
+of a whole step (benchmarks/experiments/README.md, earlier measurements). ``BatchNormAct2d`` runs the pair as one op on
 the C++ core for channels-last float32 CPU tensors: one statistics sweep and one normalise +
 activate sweep forward, two sweeps backward (the activation's sign recomputed from the input, so
 the output is not read back); about 1.4-2.2x faster than the pair on the tensors the method uses.
