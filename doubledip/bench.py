@@ -19,6 +19,7 @@ import torch
 from doubledip.engine.adam import Adam
 from doubledip.engine.solver import ADAM_SQRT, RunContext, fast_autocast_dtype
 from doubledip.engine.config import SolverConfig
+from doubledip.engine.nets.unet import SkipUNet
 from doubledip.engine.tasks import registry
 
 
@@ -68,7 +69,7 @@ def make_step(task: str, size: int, batch: int, device: torch.device, channels_l
         problem.begin_stage(s)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     for net in problem.nets.values():
-        if hasattr(net, "set_memory_format"):
+        if isinstance(net, SkipUNet):  # learned scalars have no layout
             net.set_memory_format(fmt)
             net.set_low_memory(low_memory)
     optimizer = Adam([p for p in problem.nets.parameters() if p.requires_grad], lr=1e-3, sqrt=ADAM_SQRT)
