@@ -27,6 +27,7 @@ _PUBLIC = {
     "remove_watermark": "doubledip.engine.tasks.watermark",
     "remove_watermark_multi": "doubledip.engine.tasks.watermark",
     "batch": "doubledip.engine.batch",
+    "run_many": "doubledip.runs.batch",
     "evaluate": "doubledip.evaluation.suite",
     "load_exported": "doubledip.exported",
 }

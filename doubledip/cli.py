@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     from doubledip.evaluation.command import register
 
     register(sub)
+    from doubledip.runs import command as batch_command
+
+    batch_command.register(sub)
     return parser
 
 
