@@ -113,6 +113,12 @@ class SolverConfig:
         setting that stays after the run, see ``doubledip.engine.nets.memory``). At 512 x 512 on a
         CPU about half the peak memory of the authors' code or less (separation 537 MB, dehazing
         524, watermark 536), at about 1.6-2x the CPU time per step (benchmarks/RESULTS.md, peak memory).
+    checkpoint_dir: a folder for checkpoints of the run (``doubledip.engine.checkpoint``): every
+        ``checkpoint_every`` iterations (None: at the end of each ``run_problem`` call only: a
+        pass, a repeat) and at Ctrl-C, everything needed to continue exactly. resume: continue
+        from the checkpoints there (refused, ValueError, when they belong to another task, image
+        or setting; none there: start from the beginning). keep_partial: on Ctrl-C, end the run
+        at once and return the best result so far (``checkpoint.interrupted()`` then says so).
     """
 
     iterations: Optional[int] = None
@@ -129,6 +135,10 @@ class SolverConfig:
     threads: Optional[int] = None
     compile: bool = False
     low_memory: bool = False
+    checkpoint_dir: Optional[str] = None
+    checkpoint_every: Optional[int] = None
+    resume: bool = False
+    keep_partial: bool = False
 
     def __post_init__(self) -> None:
         _positive_int("iterations", self.iterations, allow_none=True)
@@ -149,6 +159,16 @@ class SolverConfig:
             raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
         if self.callback is not None and not callable(self.callback):
             raise TypeError(f"callback must be callable, got {type(self.callback).__name__}")
+        if self.checkpoint_dir is not None:
+            import os
+
+            if not isinstance(self.checkpoint_dir, (str, os.PathLike)):
+                raise TypeError(f"checkpoint_dir must be a folder path (str), got {type(self.checkpoint_dir).__name__}")
+            object.__setattr__(self, "checkpoint_dir", os.fspath(self.checkpoint_dir))
+        _positive_int("checkpoint_every", self.checkpoint_every, allow_none=True)
+        if self.checkpoint_dir is None and (self.checkpoint_every is not None or self.resume):
+            raise ValueError("checkpoint_every and resume need checkpoint_dir (a folder for the checkpoints), "
+                             f"got checkpoint_every={self.checkpoint_every!r}, resume={self.resume!r} without one")
         if self.compile and self.low_memory:
             # low_memory's recompute (an autograd.Function that re-runs the forward in its
             # backward) breaks dynamo's graph at every segment and exhausts its recompile limit

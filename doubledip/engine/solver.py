@@ -14,6 +14,7 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
+from doubledip.engine import checkpoint
 from doubledip.engine.adam import Adam
 from doubledip.engine.config import SolverConfig
 from doubledip.engine.nets.unet import SkipUNet
@@ -69,7 +70,22 @@ class Step:
     terms: dict = field(default_factory=dict)
 
 
-class BestTracker:
+class Stateful:
+    """``state_dict()`` / ``load_state_dict(state)`` for the solver's on-device trackers: their
+    attributes as they are, for a checkpoint (``engine.checkpoint`` saves the tensors); no effect
+    on what they compute."""
+
+    def state_dict(self) -> dict:
+        return dict(vars(self))
+
+    def load_state_dict(self, state: dict) -> None:
+        if set(state) != set(vars(self)):
+            raise ValueError(f"{type(self).__name__}.load_state_dict: expected the attributes "
+                             f"{sorted(vars(self))}, got {sorted(state)}")
+        vars(self).update(state)
+
+
+class BestTracker(Stateful):
     """Keeps, per problem, the outputs with the highest PSNR seen, on the device (no host sync).
 
     psnr: (N,) per problem; outputs: tensors with a leading N. ``strict``: a new PSNR must exceed
@@ -93,7 +109,7 @@ class BestTracker:
         self.psnr = torch.where(better, psnr, self.psnr)
 
 
-class OutputAverage:
+class OutputAverage(Stateful):
     """An exponential moving average of outputs, per problem, on the device (no host sync).
 
     outputs: tensors with a leading N. After each update ``avg = decay * avg + (1 - decay) * new``;
@@ -283,8 +299,14 @@ def run_problem(problem: Problem, config: SolverConfig, lr: float, reporter: Pro
     previous_threads = torch.get_num_threads()
     if config.threads is not None:
         torch.set_num_threads(config.threads)
+    # checkpoints and deferred Ctrl-C, when the config asks for them (engine.checkpoint)
+    session = checkpoint.session(problem, config, lr, reporter, extra, first_iteration, stopper, ctx)
     try:
-        _optimise(problem, config, lr, reporter, extra, first_iteration, stopper, ctx)
+        if session is None:
+            _optimise(problem, config, lr, reporter, extra, first_iteration, stopper, ctx)
+        else:
+            with session:
+                _optimise(problem, config, lr, reporter, extra, first_iteration, stopper, ctx, session)
     finally:
         torch.set_num_threads(previous_threads)
     return ctx
@@ -305,7 +327,7 @@ def _prepare_nets(problem: Problem, config: SolverConfig, ctx: RunContext) -> No
 
 def _optimise(problem: Problem, config: SolverConfig, lr: float, reporter: ProgressReporter,
               extra: Optional[dict], first_iteration: int, stopper: Optional["PlateauStop"],
-              ctx: RunContext) -> None:
+              ctx: RunContext, session: Optional["checkpoint.Session"] = None) -> None:
     params = [p for p in problem.nets.parameters() if p.requires_grad]
     done_before = first_iteration
     for stage, T in enumerate(problem.stage_iterations):
@@ -315,8 +337,15 @@ def _optimise(problem: Problem, config: SolverConfig, lr: float, reporter: Progr
         # the fused CPU step in one pass: torch.optim.Adam's update but for the square roots'
         # last-ulp rounding (MKL's sqrt is not correctly rounded; see engine.adam)
         optimizer = Adam(params, lr=lr, sqrt=ADAM_SQRT)
-        since_log = 0
-        for k in range(T):
+        since_log = first_k = 0
+        if session is not None:  # a resumed run: stages done are skipped, the current one restored
+            skip, first_k, since_log = session.enter_stage(stage, optimizer)
+            if skip:
+                done_before += T
+                continue
+        for k in range(first_k, T):
+            if session is not None and session.skip(k, T):
+                continue  # Ctrl-C with keep_partial: each stage's last iteration only
             last = k == T - 1
             log = (k + 1) % config.log_every == 0 or last
             optimizer.zero_grad()
@@ -344,5 +373,9 @@ def _optimise(problem: Problem, config: SolverConfig, lr: float, reporter: Progr
                         and stopper.should_stop(done_before + k, record["psnr"])):
                     ctx.stopped_early_at = done_before + k
                     break
+            if session is not None:
+                session.after_iteration(stage, k, optimizer, since_log, done_before + k)
         problem.end_stage(stage)
         done_before += T
+    if session is not None:
+        session.finish(optimizer)

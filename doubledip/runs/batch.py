@@ -297,6 +297,10 @@ def _run(spec, inputs, out, config, current, options, workers, ray, retry_failed
         return report
     finally:
         book.close()
+        try:  # the checkpoints' folder, once no input has any left
+            (out / outputs.CHECKPOINTS).rmdir()
+        except OSError:
+            pass
 
 
 def _record(it: Item, status: str, config: dict, **fields) -> dict:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -108,16 +109,13 @@ def _check_memory(spec, items: list[Item], config) -> None:
 
 
 def _item_config(job: Job, item: Item, config):
-    """The config of one item's run: its checkpoint folder, when checkpoints are on."""
-    if not job.checkpoint_every or not _has_checkpoints(config):
-        return config
+    """The config of one item's run: its checkpoint folder (when checkpoints are on), resume
+    where it was interrupted before, keep_partial."""
+    if not job.checkpoint_every:
+        return config.replace(keep_partial=job.keep_partial)
     return config.replace(checkpoint_dir=str(outputs.checkpoint_dir(job.out_dir, item.name)),
                           checkpoint_every=job.checkpoint_every, resume=item.key in job.resume,
                           keep_partial=job.keep_partial)
-
-
-def _has_checkpoints(config) -> bool:
-    return hasattr(config, "checkpoint_dir")
 
 
 def _save(result, item: Item, job: Job, partial: bool) -> str:
@@ -147,10 +145,8 @@ def _outcome(item: Item, status: str, seconds: float, error: Optional[str] = Non
 
 def _partial_stop() -> bool:
     """Whether the run just fitted was cut short by Ctrl-C with keep_partial (its result partial)."""
-    try:
-        from doubledip.engine import checkpoint
-    except ImportError:
-        return False
+    from doubledip.engine import checkpoint
+
     return checkpoint.interrupted()
 
 
@@ -168,25 +164,30 @@ def run_job(job: Job) -> list[dict]:
         start = time.perf_counter()
         try:
             _check_memory(spec, todo, job.config)
-            fitted = _fit(spec, todo, job.config, job.options)
+            fitted = _fit(spec, todo, job.config, job.options)  # groups: no checkpoints
             seconds = time.perf_counter() - start
-            partial = _partial_stop()
             for it, r in zip(todo, fitted):
-                _save(r, it, job, partial)
-                results.append(_outcome(it, "done", seconds, partial=partial))
+                _save(r, it, job, False)
+                results.append(_outcome(it, "done", seconds))
             return results
         except INPUT_ERRORS + (RuntimeError, OSError):
             pass  # one at a time below: the bad item fails alone
+    from doubledip.engine import checkpoint
+
     for it in todo:
         start = time.perf_counter()
         try:
             _check_memory(spec, [it], job.config)
+            checkpoint.reset()
             (r,) = _fit(spec, [it], _item_config(job, it, job.config), job.options)
             partial = _partial_stop()
             _save(r, it, job, partial)
             if partial:
                 raise KeyboardInterrupt  # saved what it had; the batch stops as Ctrl-C asked
-            results.append(_outcome(it, "done", time.perf_counter() - start))
+            outcome = _outcome(it, "done", time.perf_counter() - start)
+            if checkpoint.resumed_at() is not None:
+                outcome["resumed_at"] = checkpoint.resumed_at()
+            results.append(outcome)
             if job.checkpoint_every:
                 shutil.rmtree(outputs.checkpoint_dir(job.out_dir, it.name), ignore_errors=True)
         except KeyboardInterrupt:
@@ -199,8 +200,17 @@ def run_job(job: Job) -> list[dict]:
 # ---- worker processes ---------------------------------------------------------------------
 
 def worker_init(threads: Optional[int]) -> None:
-    """A local worker process's start: Ctrl-C is handled per job (:func:`worker_run`), not while idle."""
+    """A local worker process's start: Ctrl-C is handled per job (:func:`worker_run`), not while
+    idle; on Linux the worker is killed with the process that drives the batch (so a driver
+    killed with SIGKILL leaves no worker writing into OUT behind it)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
     if threads:
         import torch
 
