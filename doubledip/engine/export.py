@@ -1,10 +1,18 @@
 """Fitted generators to ONNX / TorchScript (:func:`export`); :func:`doubledip.exported.load_exported`
 runs them (re-exported here).
 
-Each generator is written with its fixed input: the net, its fixed (un-augmented, unperturbed)
-noise or meshgrid input, batch norm as fitting used it (batch statistics, never running ones) and
-the crop from the padded working size back to the caller's size, so that running the file with
-no input gives the layer, ``1 x C x H x W``. The input is also saved beside it as ``.npy``.
+Each generator is written as one iteration of the fit ran it (``result.fitted``, see
+``ImageProblem.fitted``): the iteration whose outputs the result holds (the best-tracked one, the
+chosen stage end, the last; the manifest's ``not_included`` says which, and where the result is
+not one iteration's outputs: averages, medians). That is the net with that iteration's weights
+(before the solver's update), the input it ran on (its fixed noise or meshgrid input, perturbed
+as that iteration perturbed it), that iteration's augmentation inside the graph (``augment``, the
+net, ``unaugment``: input and output in the image's orientation), batch norm as fitting used it
+(batch statistics, never running ones) and the crop from the padded working size back to the
+caller's size. Running the file with no input then gives that iteration's output,
+``1 x C x H x W``: the result's, up to float rounding, where the result is one iteration's. The
+input is also saved beside it as ``<name>.input.npy`` and, when it is a perturbed one, the
+unperturbed fixed input as ``<name>.noise.npy``.
 
 - ONNX: the input ``z`` is a graph input whose default value is stored in the file (an
   initializer of the same name), so ``onnxruntime.InferenceSession(f).run(None, {})`` runs it, and
@@ -109,14 +117,15 @@ def _generator_modules(fitted: dict, names: list[str], explicit_bn: bool) -> dic
                 swap_bn(child)
 
     class Generator(torch.nn.Module):
-        def __init__(self, net, scalar: bool, padded, offset, size):
+        def __init__(self, net, scalar: bool, padded, offset, size, augmentation: int):
             super().__init__()
             self.net = net
             self.scalar = scalar
+            self.augmentation = augmentation
             self.padded, self.offset, self.size = tuple(padded), tuple(offset), tuple(size)
 
         def forward(self, z):
-            out = self.net(z)
+            out = unaugment(self.net(augment(z, self.augmentation)), self.augmentation)
             if self.scalar:
                 h, w = self.padded[0] // 2, self.padded[1] // 2
                 return out[:, :, h:h + 1, w:w + 1] * 0.9 + 0.05
@@ -138,14 +147,49 @@ def _generator_modules(fitted: dict, names: list[str], explicit_bn: bool) -> dic
         if explicit_bn:
             swap_bn(net)
         z = fitted["inputs"][name].detach().cpu().float().contiguous()
-        gen = Generator(net, name.startswith("alpha_"), fitted["padded"], fitted["offset"], fitted["size"])
+        index = _augmentation(fitted, name)
+        gen = Generator(net, name.startswith("alpha_"), fitted["padded"], fitted["offset"], fitted["size"], index)
         modules[name] = (gen.train(), z)
     return modules
 
 
+def _augmentation(fitted: dict, name: str) -> int:
+    index = fitted.get("augmentation", {}).get(name, 0)
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < 8:
+        raise ValueError(f"export: the augmentation of {name!r} must be an int in [0, 8), got {index!r}")
+    return index
+
+
+def augment(x, index: int):
+    """``engine.inputs.augment`` (rot90^(index % 4) over the last two dims, of ``x`` flipped upside
+    down when index >= 4) written with flips and transposes, which every ONNX exporter writes."""
+    if index >= 4:
+        x = x.flip(-2)
+    return _rot90(x, index % 4)
+
+
+def unaugment(x, index: int):
+    """The inverse of :func:`augment` (``engine.inputs.unaugment``)."""
+    x = _rot90(x, -(index % 4))
+    return x.flip(-2) if index >= 4 else x
+
+
+def _rot90(x, k: int):
+    """``torch.rot90(x, k, dims=(-2, -1))``."""
+    k %= 4
+    if k == 1:
+        return x.flip(-1).transpose(-2, -1)
+    if k == 2:
+        return x.flip(-2).flip(-1)
+    if k == 3:
+        return x.transpose(-2, -1).flip(-1)
+    return x
+
+
 def reference_outputs(result) -> dict:
     """name -> what each exported file should give: the fitted net re-run (in torch, contiguous
-    memory, batch statistics) on its fixed input, cropped (alpha nets: the mixing weight)."""
+    memory, batch statistics) on its input, in its augmentation, cropped (alpha nets: the mixing
+    weight)."""
     import torch
 
     fitted = _check_fitted(result)
@@ -258,24 +302,34 @@ def export(result, directory, format: str = "onnx", *, exporter: str = "auto") -
         for name, (module, z) in modules.items():
             fname = name + _SUFFIX[format]
             np.save(tmp / f"{name}.input.npy", z.numpy())
+            noise = fitted.get("noise", {}).get(name)
+            if noise is not None:
+                np.save(tmp / f"{name}.noise.npy", noise.detach().cpu().float().numpy())
             if format == "onnx":
                 kind, opset = _export_onnx(module, z, tmp / fname, exporter)
                 used.add(kind)
                 opsets.add(opset)
             else:
                 _export_torchscript(module, z, tmp / fname)
-            scalar = module.scalar
+            scalar, index = module.scalar, module.augmentation
             channels = fitted["nets"][name].config.out_channels
+            net_of_z = f"unaugment(net(augment(z, {index})), {index})" if index else "net(z)"
             generators[name] = {
                 "file": fname,
                 "input_file": f"{name}.input.npy",
                 "input_name": "z",
                 "input_shape": list(z.shape),
+                "input": ("the input the net ran on in the exported iteration (not_included says "
+                          "which): its fixed input, perturbed as that iteration perturbed it "
+                          "(noise_file: the fixed input itself)") if noise is not None else "the net's fixed input",
+                "augmentation": index,
                 "output_shape": [1, 1, 1, 1] if scalar else [1, channels, *size],
                 "kind": "scalar" if scalar else "layer",
-                "output": _ALPHA if scalar else
-                f"net(z)[:, :, {offset[0]}:{offset[0] + size[0]}, {offset[1]}:{offset[1] + size[1]}] in (0, 1)",
+                "output": _ALPHA.replace("net(z)", net_of_z) if scalar else
+                f"{net_of_z}[:, :, {offset[0]}:{offset[0] + size[0]}, {offset[1]}:{offset[1] + size[1]}] in (0, 1)",
             }
+            if noise is not None:
+                generators[name]["noise_file"] = f"{name}.noise.npy"
         manifest: dict[str, Any] = {
             "doubledip_export": MANIFEST_VERSION,
             "task": task,
@@ -287,6 +341,10 @@ def export(result, directory, format: str = "onnx", *, exporter: str = "auto") -
             "offset": list(offset),
             "crop": "each net runs at the padded size and its output is cropped inside the exported "
                     "graph: rows offset[0]:offset[0]+size[0], columns offset[1]:offset[1]+size[1]",
+            "augmentation": "index i (a generator's 'augmentation'): z rotated by 90 degrees i % 4 times "
+                            "over (H, W) (torch.rot90 dims (-2, -1)), flipped upside down first when "
+                            "i >= 4; unaugment inverts it; both are inside the graph, so z and the "
+                            "output are in the image's orientation; 0: neither",
             "batch_norm": "batch statistics (training mode, as in fitting): per channel, mean and biased "
                           f"variance over N, H, W, eps {BN_EPS:g}; running statistics are never used"
                           + ("; written as explicit ReduceMean/Sub/Mul/Sqrt ops" if format == "onnx"
@@ -297,7 +355,7 @@ def export(result, directory, format: str = "onnx", *, exporter: str = "auto") -
             "groups": spec.get("groups", {}),
             "constants": spec.get("constants", {}),
             "recombine": spec["recombine"],
-            "not_included": spec["not_included"],
+            "not_included": spec["not_included"] + _precision_note(result),
         }
         if format == "onnx":
             manifest["opset"] = max(opsets)
@@ -324,10 +382,19 @@ def _previous_files(directory: Path) -> list[Path]:
     try:
         with open(directory / MANIFEST) as fh:
             gens = json.load(fh).get("generators", {})
-        names = [g[k] for g in gens.values() for k in ("file", "input_file")]
+        names = [g[k] for g in gens.values() for k in ("file", "input_file", "noise_file") if k in g]
     except (OSError, ValueError, AttributeError, TypeError, KeyError):
         return []
     return [directory / n for n in names if isinstance(n, str) and "/" not in n and "\\" not in n]
+
+
+def _precision_note(result) -> list[str]:
+    """A note when the fit ran its generators in bf16 (fast mode on CUDA): the files are float32."""
+    config, device = getattr(result, "config", None), str(getattr(result, "device", ""))
+    if getattr(config, "mode", None) == "fast" and device.startswith("cuda"):
+        return ["precision: the fit ran the generators under bf16 autocast (fast mode on CUDA); the "
+                "files compute in float32, so their outputs differ from the result's by bf16 rounding"]
+    return []
 
 
 def _result_size(result):
