@@ -1,11 +1,11 @@
 """Export of fitted generators (issue 6): ONNX checked in onnxruntime (CPU), TorchScript, the
 manifest, load_exported, a size the nets' stride does not divide, the CLI's --export.
 
-Each exported layer is compared with the fitted torch net re-run on its fixed input (batch
-statistics, contiguous memory), cropped: that is what the files hold. (The task's result fields
-hold best-tracked outputs and the weights move once more after the last iteration's forward pass,
-so the fields are not the reference.) ONNX goes through the dynamo exporter for two tasks and the
-TorchScript-based one for the rest, to keep this file quick; "auto" tries dynamo first.
+Each exported layer is compared with the fitted torch net (``result.fitted``) re-run on its input
+(batch statistics, contiguous memory), cropped: that is what the files hold. That they are the
+task's result fields is tests/test_exported_best.py's part; the loader's own module (no torch for
+ONNX files), tests/test_exported_loader.py's. ONNX goes through the dynamo exporter for two tasks
+and the TorchScript-based one for the rest, to keep this file quick; "auto" tries dynamo first.
 """
 import copy
 import json

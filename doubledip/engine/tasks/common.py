@@ -20,7 +20,7 @@ from doubledip.engine.config import SolverConfig, UNetConfig
 from doubledip.engine.inputs import Augmentations, crop, noise_input, reflect_pad
 from doubledip.engine.io import describe_input
 from doubledip.engine.results import describe_run
-from doubledip.engine.solver import Problem, ProgressReporter, RunContext, derive_seed
+from doubledip.engine.solver import Problem, ProgressReporter, RunContext, Snapshot, derive_seed
 from doubledip.engine.nets.unet import SkipUNet
 from doubledip.kernels import perturb
 
@@ -47,8 +47,17 @@ def resolve(config: SolverConfig | None, inputs: dict | None = None, **shortcuts
 
 
 # export's note (manifest "not_included") for tasks whose result fields are the best-tracked outputs
-BEST_TRACKED = ("best-tracked outputs: the task's result fields hold the outputs of the best-scoring "
-                "iteration; the exported weights are those after the last iteration")
+BEST_TRACKED = ("the nets as the run ended: the result fields hold the outputs of the best-scoring tracked "
+                "iteration, and the files hold that iteration's generators (its weights, before the "
+                "solver's update, and the inputs it ran on), which give those outputs")
+# the same for fast-mode separation, whose layers are an average of outputs (SeparationProblem)
+AVERAGED = ("the result's layers: fast mode returns a moving average of the layers of the tracked "
+            "iterations, which no single set of weights outputs (the nets with averaged weights output "
+            "other layers, 0.17 dB worse on one of six texture runs: "
+            "benchmarks/experiments/fast_weight_average.py); "
+            "the files hold the generators of the average's newest term, the last tracked iteration "
+            "(its weights, before the solver's update, and the inputs it ran on), whose layers differ "
+            "from the result's")
 
 # what a step called without the solver's context runs: the eager float32 nets
 PLAIN_RUN = RunContext()
@@ -141,19 +150,56 @@ class ImageProblem(Problem):
     def _offset(self) -> tuple[int, int]:
         return ((self.padded[0] - self.size[0]) // 2, (self.padded[1] - self.size[1]) // 2)
 
-    def fitted(self, inputs: dict[str, torch.Tensor], b: int = 0) -> dict:
-        """What export needs for image b: each net as a plain generator and its fixed
-        (un-augmented, unperturbed) 1 x Cin x Hp x Wp input."""
-        if self._unbound is None:  # once per problem: a batch's B results share the copies
-            self._unbound = {group: self.nets[group].unbind() for group in self.members}
+    def fitted(self, inputs: dict[str, torch.Tensor], b: int = 0, made: Snapshot | None = None) -> dict:
+        """What export needs for image b: each net as a plain generator, the 1 x Cin x Hp x Wp
+        input it ran on and the augmentation that input went through.
+
+        inputs: name -> B x Cin x Hp x Wp, the fixed (un-augmented, unperturbed) inputs. made:
+        what made the result (a :class:`Snapshot` taken in the step whose outputs the result
+        holds: its weights, its inputs where they are not the fixed ones, e.g. perturbed, and
+        its augmentation); None: the nets as they are now on their fixed inputs.
+        Returns nets, inputs, augmentation (name -> index), noise (name -> the fixed input,
+        for the nets whose input differs from it), size, padded, offset.
+        """
+        source = None if made is None else made.weights
+        if self._unbound is None or self._unbound[0] is not source:
+            # once per problem: a batch's B results share the copies
+            self._unbound = (source, {group: self._plain(group, source) for group in self.members})
         plain = {}
         for group, names in self.members.items():
             for m, name in enumerate(names):
-                plain[name] = self._unbound[group][b * len(names) + m]
+                plain[name] = self._unbound[1][group][b * len(names) + m]
         order = [n for n in inputs if n in plain] + [n for n in plain if n not in inputs]
         nets = nn.ModuleDict({name: plain[name] for name in order})  # in the order of the inputs
-        return {"nets": nets, "inputs": {k: v[b:b + 1].detach() for k, v in inputs.items()},
-                "size": self.size, "padded": self.padded, "offset": self._offset()}
+        fixed = {k: v[b:b + 1].detach() for k, v in inputs.items()}
+        used, noise, index = dict(fixed), {}, 0
+        if made is not None:
+            unknown = sorted(set(made.inputs) - set(fixed))
+            if unknown:
+                raise ValueError(f"fitted: the snapshot has inputs {unknown} that are not among the "
+                                 f"fixed inputs {sorted(fixed)}")
+            for name, z in made.inputs.items():
+                used[name] = z[b:b + 1].detach()
+                if not torch.equal(used[name], fixed[name]):  # e.g. unperturbed at the last step
+                    noise[name] = fixed[name]
+            index = int(made.augmentation[b])  # a host read, once per result
+        return {"nets": nets, "inputs": used, "augmentation": {name: index for name in nets},
+                "noise": noise, "size": self.size, "padded": self.padded, "offset": self._offset()}
+
+    def _plain(self, group: str, weights: dict | None) -> list[SkipUNet]:
+        """The group's B x members copies as plain generators, with ``weights`` (a Snapshot's:
+        state-dict names of ``self.nets``) or the current ones (None)."""
+        net = self.nets[group]
+        if weights is not None:
+            prefix = group + "."
+            state = {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}
+            first = next(net.parameters())
+            net = SkipUNet(net.config, copies=net.copies).to(device=first.device, dtype=first.dtype)
+            try:
+                net.load_state_dict(state)
+            except RuntimeError as exc:  # a snapshot of other nets (taken before a merge_groups)
+                raise ValueError(f"fitted: the snapshot's weights do not fit group {group!r}: {exc}") from None
+        return net.unbind()
 
 
 def hwc(x: torch.Tensor) -> np.ndarray:

@@ -12,7 +12,7 @@ from doubledip.engine.io import load_image
 from doubledip.engine.losses import blend_sum, mse_sum, psnr, std_loss
 from doubledip.engine.post import dcp_dehaze, dcp_transmission, estimate_airlight, guided_filter, resize
 from doubledip.engine.results import DehazeResult
-from doubledip.engine.solver import RunContext, BestTracker, Step, run_problem, split_iterations
+from doubledip.engine.solver import RunContext, BestTracker, Snapshot, Step, run_problem, split_iterations
 from doubledip.engine.tasks.common import (BEST_TRACKED, ImageProblem, bench_inputs, described, hwc, item_history, resolve,
                                            same_size, timed_run)
 from doubledip.engine.tasks.registry import BenchProblem, Defaults, Evaluation, Input, Option, TaskSpec, register
@@ -72,12 +72,14 @@ class DehazeProblem(ImageProblem):
             self.inputs["airlight"] = meshgrid_input(8, *self.padded, self.device).expand(self.batch, -1, -1, -1)
         self.stage_iterations = iterations
         self.tracker = BestTracker(strict=True)
+        self.made = Snapshot(self.nets, self.batch)  # what made the best-tracked outputs: for export
 
     def step(self, stage: int, k: int, last: bool, log: bool = False, ctx: RunContext | None = None) -> Step:
         sigma = 0.0 if last else SIGMA
         z_image = self.perturbed(self.inputs["image"], sigma, stage, k, 0)
         if self.learn:  # the image and airlight nets share an architecture: one grouped launch
-            J, A = self.generate("image", [z_image, self.perturbed(self.inputs["airlight"], sigma, stage, k, 1)], ctx)
+            z_airlight = self.perturbed(self.inputs["airlight"], sigma, stage, k, 1)
+            J, A = self.generate("image", [z_image, z_airlight], ctx)
         else:
             (J,), A = self.generate("image", [z_image], ctx), self.airlight0
         (t,) = self.generate("transmission", [self.inputs["transmission"]], ctx)  # never perturbed
@@ -96,6 +98,9 @@ class DehazeProblem(ImageProblem):
             quality = psnr(self.image, tc * Jc + (1 - tc) * Ac)
             if k % TRACK_EVERY == 0:
                 self.tracker.update(quality, {"image": Jc, "transmission": tc, "airlight": Ac})
+                # where a new best was taken: this step's weights (before the solver's update) and
+                # perturbed inputs (the transmission net's is the fixed one), for export
+                self.made.update(self.tracker.took, {"image": z_image, **({"airlight": z_airlight} if self.learn else {})})
         return Step(loss, quality, {"reconstruction": recon})
 
 
@@ -167,7 +172,7 @@ def dehaze_many(images: list, config: SolverConfig, airlight=None, learn_airligh
         return described([DehazeResult(
             task="dehaze", image=hwc(J_final[b]), transmission=hwc(t[b]), airlight=airlights[b],
             history=item_history(reporter.history, b), seconds=time.perf_counter() - start,
-            config=config.replace(seed=seeds[b]), fitted=problem.fitted(problem.inputs, b))
+            config=config.replace(seed=seeds[b]), fitted=problem.fitted(problem.inputs, b, problem.made))
             for b in range(len(imgs))], dev, image=list(zip(images, imgs)))
 
 

@@ -11,7 +11,7 @@ from doubledip.engine.config import LAYER5, UNetConfig, SolverConfig
 from doubledip.engine.io import load_image
 from doubledip.engine.losses import blend_sum, exclusion_sum, mse_sum, psnr
 from doubledip.engine.results import PairSeparationResult
-from doubledip.engine.solver import RunContext, BestTracker, Step, run_problem, split_iterations
+from doubledip.engine.solver import RunContext, BestTracker, Snapshot, Step, run_problem, split_iterations
 from doubledip.engine.tasks.common import (BEST_TRACKED, ImageProblem, bench_inputs, described, hwc, item_history, resolve, same_size,
                                            timed_run)
 from doubledip.engine.tasks.registry import BenchProblem, Defaults, Evaluation, Input, TaskSpec, register
@@ -55,6 +55,7 @@ class PairProblem(ImageProblem):
             self.inputs = {name: self.noise(2) for name in ("layer_0", "layer_1", "alpha_0", "alpha_1")}
         self.stage_iterations = iterations
         self.tracker = BestTracker(strict=True)
+        self.made = Snapshot(self.nets, self.batch)  # what made the best-tracked outputs: for export
 
     def alphas(self, ctx: RunContext | None = None) -> list[torch.Tensor]:
         """``0.9 * A(z)[centre pixel] + 0.05`` per mixture, each B x 1 x 1 x 1. (The reference runs
@@ -80,6 +81,9 @@ class PairProblem(ImageProblem):
         c0, c1 = a0.detach().clamp(0, 1), a1.detach().clamp(0, 1)
         quality = psnr(self.images[0], c0 * l0 + (1 - c0) * l1)
         self.tracker.update(quality, {"layer_0": l0, "layer_1": l1, "alphas": torch.cat([c0, c1], 1).flatten(1)})
+        # where a new best was taken, this step's weights (before the solver's update); the
+        # inputs are the fixed ones (never perturbed here)
+        self.made.update(self.tracker.took)
         return Step(loss, quality, {"reconstruction": recon, "exclusion": excl})
 
 
@@ -124,9 +128,9 @@ def separate_pair_many(pairs: list, config: SolverConfig) -> list[PairSeparation
 
 
 def _fitted(problem: PairProblem, b: int) -> dict:
-    fitted = problem.fitted(problem.inputs, b)
-    if problem.scalar_alphas:  # no alpha generators: the weights are constants
-        alphas = 0.05 + 0.9 * torch.sigmoid(problem.nets["alpha_logits"].logits[b].detach())
+    fitted = problem.fitted(problem.inputs, b, problem.made)
+    if problem.scalar_alphas:  # no alpha generators: the weights are constants, the result's own
+        alphas = problem.tracker.outputs["alphas"][b].cpu()
         fitted["constants"] = {"alpha_0": float(alphas[0]), "alpha_1": float(alphas[1])}
     return fitted
 

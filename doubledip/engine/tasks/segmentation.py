@@ -10,7 +10,7 @@ from doubledip.engine.io import load_hint, load_image
 from doubledip.engine.losses import blend_sum, gray_loss, l1_sum, masked_l1, psnr
 from doubledip.engine.post import guided_filter
 from doubledip.engine.results import SegmentationResult
-from doubledip.engine.solver import RunContext, Step, run_problem, split_iterations
+from doubledip.engine.solver import RunContext, Snapshot, Step, run_problem, split_iterations
 from doubledip.engine.tasks.common import ImageProblem, bench_inputs, described, hwc, item_history, resolve, same_size, timed_run
 from doubledip.engine.tasks.registry import BenchProblem, Defaults, Evaluation, Input, TaskSpec, register
 from doubledip.evaluation import metrics
@@ -51,13 +51,17 @@ class SegmentationProblem(ImageProblem):
         self.stage_iterations = iterations
         self.current = None
         self.stage_ends: list[tuple[torch.Tensor, dict]] = []
+        self.made: Snapshot | None = None  # what made ``current`` (weights, inputs): for export
+        self.stage_made: list[Snapshot] = []
         self.stopped = None  # (B,) bool on the device, stage 2 only
 
     def step(self, stage: int, k: int, last: bool, log: bool = False, ctx: RunContext | None = None) -> Step:
         sigma = noise_sigma(stage, k, last)
-        left, right = self.generate("layers", [self.perturbed(self.inputs["foreground"], sigma, stage, k, 0),
-                                               self.perturbed(self.inputs["background"], sigma, stage, k, 1)], ctx)
-        (m,) = self.generate("mask", [self.perturbed(self.inputs["mask"], sigma, stage, k, 2)], ctx)
+        used = {"foreground": self.perturbed(self.inputs["foreground"], sigma, stage, k, 0),
+                "background": self.perturbed(self.inputs["background"], sigma, stage, k, 1)}
+        left, right = self.generate("layers", [used["foreground"], used["background"]], ctx)
+        used["mask"] = self.perturbed(self.inputs["mask"], sigma, stage, k, 2)
+        (m,) = self.generate("mask", [used["mask"]], ctx)
         terms = {}
         if stage == 0:
             if self.hinted:
@@ -85,13 +89,21 @@ class SegmentationProblem(ImageProblem):
             if self.stopped is None:
                 self.stopped = torch.zeros_like(quality, dtype=torch.bool)
                 self.current = (quality, outs)
+                self.made = Snapshot(self.nets, self.batch)
+                self.made.update(None, used)
             else:
                 keep = self.stopped
                 self.current = (torch.where(keep, self.current[0], quality),
                                 {n: torch.where(keep.view(-1, 1, 1, 1), self.current[1][n], v) for n, v in outs.items()})
+                # what made the outputs, latched likewise: this step's weights (before the
+                # solver's update) and perturbed inputs, for the images not yet latched
+                self.made.update(~keep, used)
             self.stopped = self.stopped | (quality > STOP_PSNR)
         else:
             self.current = (quality, outs)
+            if last:  # stage 1's end, its result candidate: what made it, for export
+                self.made = Snapshot(self.nets, self.batch)
+                self.made.update(None, used)
         return Step(loss, quality, terms)
 
     def stop_requested(self, stage: int):
@@ -99,12 +111,18 @@ class SegmentationProblem(ImageProblem):
 
     def end_stage(self, stage: int) -> None:
         self.stage_ends.append(self.current)
+        self.stage_made.append(self.made)
 
     def result(self) -> dict:
         """Per image, the better stage end by PSNR (ties: the later one, as the reference)."""
         (p1, o1), (p2, o2) = self.stage_ends
         later = (p2 >= p1).view(-1, 1, 1, 1)
         return {n: torch.where(later, o2[n], o1[n]) for n in o1}
+
+    def result_made(self) -> Snapshot:
+        """What made :meth:`result`, per image: the chosen stage end's weights and inputs."""
+        (p1, _), (p2, _) = self.stage_ends
+        return Snapshot.choose(p2 >= p1, self.stage_made[1], self.stage_made[0])
 
 
 def segment_many(images: list, config: SolverConfig, fg_hints=None, bg_hints=None) -> list[SegmentationResult]:
@@ -133,6 +151,7 @@ def segment_many(images: list, config: SolverConfig, fg_hints=None, bg_hints=Non
         problem = SegmentationProblem(torch.cat(imgs), fg, bg, stages, seeds)
         run_problem(problem, config, config.lr or defaults.lr, reporter)
         best = problem.result()
+        made = problem.result_made()
         results = []
         for b, img in enumerate(imgs):
             refined = guided_filter(img, best["soft_mask"][b:b + 1], radius=50, eps=1e-4)
@@ -140,7 +159,7 @@ def segment_many(images: list, config: SolverConfig, fg_hints=None, bg_hints=Non
                 task="segment", mask=hwc((refined > 0.5).float()), soft_mask=hwc(best["soft_mask"][b]),
                 foreground=hwc(best["foreground"][b]), background=hwc(best["background"][b]),
                 history=item_history(reporter.history, b), seconds=time.perf_counter() - start,
-                config=config.replace(seed=seeds[b]), fitted=problem.fitted(problem.inputs, b)))
+                config=config.replace(seed=seeds[b]), fitted=problem.fitted(problem.inputs, b, made)))
         return described(results, dev, image=list(zip(images, imgs)),
                          fg_hint=None if fg_hints is None else list(zip(fg_hints, imgs)),
                          bg_hint=None if bg_hints is None else list(zip(bg_hints, imgs)))
@@ -173,8 +192,10 @@ def export_recombination(names: list[str], result) -> dict:
         "not_included": [
             "the binary mask: the soft mask refined by a guided filter (radius 50, eps 1e-4) "
             "with the input image as guide, then thresholded at 0.5",
-            "stage choice: the result is the better of the two stage ends by PSNR (or the first "
-            "iteration past 30 dB); the exported weights are those after the last iteration"]}
+            "the other stage end and the nets as the run ended: the result is the better of the two "
+            "stage ends by PSNR (or the first iteration past 30 dB), and the files hold that "
+            "iteration's generators (its weights, before the solver's update, and the inputs it ran "
+            "on), which give its soft mask, foreground and background"]}
 
 
 def bench_problem(size: int, batch: int, device, fast: bool = False) -> BenchProblem:

@@ -10,8 +10,9 @@ from doubledip.engine.inputs import Augmentations, unaugment
 from doubledip.engine.io import load_image
 from doubledip.engine.losses import blend_sum, exclusion_sum, psnr
 from doubledip.engine.results import SeparationResult
-from doubledip.engine.solver import RunContext, BestTracker, OutputAverage, Step, run_problem, split_iterations
-from doubledip.engine.tasks.common import (BEST_TRACKED, ImageProblem, bench_inputs, described, hwc, item_history, resolve, same_size,
+from doubledip.engine.solver import (RunContext, BestTracker, OutputAverage, Snapshot, Step, run_problem,
+                                     split_iterations)
+from doubledip.engine.tasks.common import (AVERAGED, BEST_TRACKED, ImageProblem, bench_inputs, described, hwc, item_history, resolve, same_size,
                                            timed_run)
 from doubledip.evaluation import metrics
 from doubledip.engine.tasks.registry import BenchProblem, Defaults, Evaluation, Input, TaskSpec, register
@@ -66,6 +67,8 @@ class SeparationProblem(ImageProblem):
         self.inputs = [self.noise_augmented(3), self.noise_augmented(3)]
         self.stage_iterations = iterations
         self.tracker = BestTracker(strict=True)
+        # what made the result's layers (weights, perturbed inputs, augmentation): for export
+        self.made = Snapshot(self.nets, self.batch)
         self.fast = fast
         self.average = OutputAverage(FAST_AVERAGE_DECAY) if fast else None
 
@@ -81,8 +84,8 @@ class SeparationProblem(ImageProblem):
     def step(self, stage: int, k: int, last: bool, log: bool = False, ctx: RunContext | None = None) -> Step:
         sigma = noise_sigma(k, last, FAST_SIGMA_AFTER_RAMP) if self.fast else noise_sigma(k, last)
         a = augmentation_index(k, last)
-        y0, y1 = self.generate("layers", [self.perturbed(self.inputs[0][a], sigma, k, 0),
-                                          self.perturbed(self.inputs[1][a], sigma, k, 1)], ctx)
+        z0, z1 = self.perturbed(self.inputs[0][a], sigma, k, 0), self.perturbed(self.inputs[1][a], sigma, k, 1)
+        y0, y1 = self.generate("layers", [z0, z1], ctx)
         recon = blend_sum(None, y0, y1, self.targets[a], "l1")
         excl = exclusion_sum(y0, y1)
         loss = recon + EXCLUSION_WEIGHT * excl
@@ -95,6 +98,12 @@ class SeparationProblem(ImageProblem):
             quality = psnr(self.image, l0 + l1)
             if last or k % TRACK_EVERY == 0:
                 self.tracker.update(quality, {"layer_0": l0, "layer_1": l1})
+                # what made the layers, for export: this step's weights (before the solver's
+                # update) and inputs, in the image's orientation (export applies the augmentation);
+                # where a new best was taken, or, in fast mode, always: the newest term of the
+                # average (no weights output the average: benchmarks/experiments/fast_weight_average.py)
+                self.made.update(None if self.fast else self.tracker.took,
+                                 {"layer_0": unaugment(z0, a), "layer_1": unaugment(z1, a)}, a)
                 if self.average is not None:
                     self.average.update({"layer_0": l0, "layer_1": l1})
         return Step(loss, quality, {"reconstruction": recon, "exclusion": excl})
@@ -125,7 +134,8 @@ def separate_many(images: list, config: SolverConfig) -> list[SeparationResult]:
             results.append(SeparationResult(
                 task="separate", layers=[hwc(l) for l in layers], reconstruction=hwc((layers[0] + layers[1]).clamp(0, 1)),
                 history=item_history(reporter.history, b), seconds=seconds, config=config.replace(seed=seeds[b]),
-                fitted=problem.fitted({"layer_0": problem.inputs[0][0], "layer_1": problem.inputs[1][0]}, b)))
+                fitted=problem.fitted({"layer_0": problem.inputs[0][0], "layer_1": problem.inputs[1][0]}, b,
+                                      problem.made)))
         return described(results, dev, image=list(zip(images, imgs)))
 
 
@@ -150,7 +160,7 @@ def export_recombination(names: list[str], result) -> dict:
         "groups": {"layers": ["layer_0", "layer_1"]},
         "recombine": [{"name": "reconstruction", "formula": "clip(layer_0 + layer_1, 0, 1)",
                        "op": "sum", "terms": ["layer_0", "layer_1"], "clip": [0.0, 1.0]}],
-        "not_included": [BEST_TRACKED]}
+        "not_included": [AVERAGED if getattr(getattr(result, "config", None), "mode", None) == "fast" else BEST_TRACKED]}
 
 
 def bench_problem(size: int, batch: int, device, fast: bool = False) -> BenchProblem:

@@ -11,7 +11,7 @@ from doubledip.engine.io import describe_input, load_hint, load_image
 from doubledip.engine.losses import blend_sum, masked_l1, psnr
 from doubledip.engine.post import median_of_runs
 from doubledip.engine.results import MultiWatermarkResult, WatermarkResult, describe_run
-from doubledip.engine.solver import RunContext, Step, derive_seed, run_problem, split_iterations
+from doubledip.engine.solver import RunContext, Snapshot, Step, derive_seed, run_problem, split_iterations
 from doubledip.engine.tasks.common import ImageProblem, bench_inputs, described, hwc, item_history, resolve, same_size, timed_run
 from doubledip.engine.tasks.registry import BenchProblem, Defaults, Evaluation, Input, Option, TaskSpec, register
 from doubledip.evaluation import metrics
@@ -52,6 +52,7 @@ class HintedWatermarkProblem(ImageProblem):
         self.inputs = {name: self.noise_augmented(2) for name in ("clean", "watermark", "mask")}
         self.stage_iterations = iterations
         self.outputs = None
+        self.made: Snapshot | None = None  # what made the outputs (set at the last step): for export
 
     def begin_stage(self, stage: int) -> bool:
         # stage 2 runs the clean and the watermark nets every step: one group from here on
@@ -81,6 +82,10 @@ class HintedWatermarkProblem(ImageProblem):
             if last:  # a == 0 at the last iteration: the outputs are in the image's orientation
                 self.outputs = {"clean": self.crop(clean.detach()), "watermark": self.crop(w.detach()),
                                 "mask": self.crop(m.detach())}
+                # what made them, for export: this step's weights (before the solver's update);
+                # the inputs are the fixed ones (sigma 0 and no augmentation at the last step)
+                self.made = Snapshot(self.nets, self.batch)
+                self.made.update()
         return Step(loss, quality)
 
 
@@ -98,6 +103,7 @@ class MultiWatermarkProblem(ImageProblem):
         self.inputs = {name: self.noise_augmented(2) for name in self.clean_names + ["mask", "watermark"]}
         self.stage_iterations = iterations
         self.outputs = None
+        self.made: Snapshot | None = None  # what made the outputs (set at the last step): for export
 
     def step(self, stage: int, k: int, last: bool, log: bool = False, ctx: RunContext | None = None) -> Step:
         a = augmentation_index(k, last)
@@ -114,6 +120,9 @@ class MultiWatermarkProblem(ImageProblem):
         if last:
             self.outputs = {"watermark": self.crop(w.detach()), "mask": self.crop(m.detach()),
                             "cleans": [self.crop(c.detach()) for c in cleans]}
+            # what made them (the last step's weights, before the solver's update; fixed inputs)
+            self.made = Snapshot(self.nets, self.batch)
+            self.made.update()
         return Step(loss, quality)
 
 
@@ -146,7 +155,7 @@ def remove_watermark_many(images: list, config: SolverConfig, hints: list) -> li
             task="remove_watermark", image=hwc(final[b]), watermark=hwc(watermark[b]), mask=hwc(mask[b]),
             history=item_history(reporter.history, b), seconds=time.perf_counter() - start,
             config=config.replace(seed=seeds[b]),
-            fitted=problem.fitted({n: v[0] for n, v in problem.inputs.items()}, b)) for b in range(len(imgs))],
+            fitted=problem.fitted({n: v[0] for n, v in problem.inputs.items()}, b, problem.made)) for b in range(len(imgs))],
             dev, image=list(zip(images, imgs)), hint=list(zip(hints, imgs)))
 
 
@@ -196,7 +205,7 @@ def remove_watermark_multi(images, config: SolverConfig | None = None, *, iterat
             task="remove_watermark_multi", images=[hwc(f) for f in finals],
             watermark=hwc(visible * (1 - keep)), mask=hwc(median_of_runs([o["mask"] for o in runs])),
             history=reporter.history, seconds=time.perf_counter() - start, config=config,
-            fitted=problem.fitted({n: v[0] for n, v in problem.inputs.items()}))
+            fitted=problem.fitted({n: v[0] for n, v in problem.inputs.items()}, 0, problem.made))
         inputs = {f"images[{i}]": describe_input(im, tuple(t.shape[-2:])) for i, (im, t) in enumerate(zip(images, imgs))}
         return describe_run(result, dev, inputs)
 
