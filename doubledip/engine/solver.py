@@ -400,7 +400,7 @@ def _psnr_value(psnr: Optional[torch.Tensor]):
 def fast_autocast_dtype(device: torch.device) -> Optional[torch.dtype]:
     """The generators' precision in fast mode: bf16 on CUDA; float32 (None) on the CPU, where
     bf16 convolutions measured 1.3-1.6x *slower* per step than float32 on an AVX-512 BF16 Xeon
-    (benchmarks/RESULTS.md), and where the C++ generator layers run float32 only."""
+    (benchmarks/experiments/README.md), and where the C++ generator layers run float32 only."""
     return torch.bfloat16 if torch.device(device).type == "cuda" else None
 
 

@@ -20,19 +20,19 @@ from doubledip.engine.tasks.registry import BenchProblem, Defaults, Evaluation, 
 DEFAULT_ITERATIONS = (8000,)
 DEFAULT_LR = 5e-4
 # fast mode: twice the paper's lr reaches the same layer PSNR in about 55% of the iterations on
-# the texture demo (4x the lr collapses one layer; benchmarks/RESULTS.md)
+# the texture demo (4x the lr collapses one layer; benchmarks/experiments/README.md)
 FAST_LR = 1e-3
 # fast mode, once the input-noise ramp has ended (from iteration NOISE_RAMP_END + 1): the lr times
-# this. The layers fit faster; 2x gained no more (benchmarks/RESULTS.md, "Fast-mode separation: a
+# this. The layers fit faster; 2x gained no more (benchmarks/experiments/README.md, the fast-method screen:
 # higher lr and less input noise after the ramp, averaged layers")
 FAST_LR_AFTER_RAMP = 1.5
 NOISE_RAMP_END = 1000
 # fast mode returns an exponential moving average of the layers of every tracked step (decay per
 # tracked step: an average over about 80 iterations) instead of the best-tracked ones: the
-# iterations' jitter averages out (same section of RESULTS.md)
+# iterations' jitter averages out (same section of benchmarks/experiments/README.md)
 FAST_AVERAGE_DECAY = 0.9
 # fast mode's input-noise sigma after the ramp (from iteration NOISE_RAMP_END; the paper's: 1/1000):
-# the nets fit a less perturbed input faster; 0 was worse (same section of RESULTS.md)
+# the nets fit a less perturbed input faster; 0 was worse (same section of benchmarks/experiments/README.md)
 FAST_SIGMA_AFTER_RAMP = 5e-4
 EXCLUSION_WEIGHT = 0.01
 TRACK_EVERY = 8
@@ -73,7 +73,7 @@ class SeparationProblem(ImageProblem):
         self.average = OutputAverage(FAST_AVERAGE_DECAY) if fast else None
 
     def lr_scale(self, stage: int, k: int) -> float:
-        # from the iteration after the ramp's end (the schedule screened in RESULTS.md)
+        # from the iteration after the ramp's end (the schedule screened in benchmarks/experiments/README.md)
         return FAST_LR_AFTER_RAMP if self.fast and k > NOISE_RAMP_END else 1.0
 
     def result_layers(self) -> dict:
