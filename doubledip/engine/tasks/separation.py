@@ -23,8 +23,8 @@ DEFAULT_LR = 5e-4
 # the texture demo (4x the lr collapses one layer; benchmarks/experiments/README.md)
 FAST_LR = 1e-3
 # fast mode, once the input-noise ramp has ended (from iteration NOISE_RAMP_END + 1): the lr times
-# this. The layers fit faster; 2x gained no more (benchmarks/experiments/README.md, the fast-method screen:
-# higher lr and less input noise after the ramp, averaged layers")
+# this. The layers fit faster; 2x gained no more (benchmarks/experiments/README.md, the fast-method
+# screen: a higher lr and less input noise after the ramp, averaged layers)
 FAST_LR_AFTER_RAMP = 1.5
 NOISE_RAMP_END = 1000
 # fast mode returns an exponential moving average of the layers of every tracked step (decay per
