@@ -51,7 +51,7 @@ def _fits(t, shape, layout: str) -> bool:
     if layout == "channels-last":
         return t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last)
     if layout == "dense":
-        return _dense(t)
+        return is_dense(t)
     return True
 
 
@@ -68,7 +68,7 @@ def _refuse(fn: str, name: str, t, shape, layout: str):
     raise ValueError(f"{fn}: {name} must be {layout}, got shape {tuple(t.shape)} with strides {t.stride()}")
 
 
-def _dense(t: torch.Tensor) -> bool:
+def is_dense(t: torch.Tensor) -> bool:
     """Whether ``t``'s elements fill ``numel`` consecutive slots from its first one (any dim order)."""
     if t.is_contiguous() or (t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last)):
         return True

@@ -131,18 +131,6 @@ def _fused_serves(device: torch.device) -> bool:
     return resolve(device) == "cpp"
 
 
-def _dense(t: torch.Tensor) -> bool:
-    """Whether ``t``'s elements fill ``numel`` consecutive slots from its first one (any dim order)."""
-    if t.is_contiguous() or (t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last)):
-        return True
-    expected = 1
-    for stride, size in sorted((st, s) for s, st in zip(t.shape, t.stride()) if s != 1):
-        if stride != expected:
-            return False
-        expected *= size
-    return True
-
-
 def _same_layout(a: torch.Tensor, b: torch.Tensor) -> bool:
     """Equal strides where the size is not 1 (shapes equal): autograd's layout contract for grads
     only promises that much (a 3 x 16 x 1 x 1 channels-last weight may get a contiguous grad)."""
@@ -153,6 +141,8 @@ def _same_layout(a: torch.Tensor, b: torch.Tensor) -> bool:
 def _fusable(params, grads, exp_avgs, exp_avg_sqs) -> bool:
     """Every p, g, m, v: a strided float32 CPU tensor, p dense, g, m, v with p's shape and strides
     (but for dims of size 1, which address nothing)."""
+    from doubledip.bindings import ops  # the core's own layout rule
+
     f32 = torch.float32
     for p, g, m, v in zip(params, grads, exp_avgs, exp_avg_sqs):
         if g.layout != torch.strided or not (p.dtype == g.dtype == m.dtype == v.dtype == f32):
@@ -162,7 +152,7 @@ def _fusable(params, grads, exp_avgs, exp_avg_sqs) -> bool:
         if not (p.shape == g.shape == m.shape == v.shape and _same_layout(p, g) and _same_layout(p, m)
                 and _same_layout(p, v)):
             return False
-        if not _dense(p):
+        if not ops.is_dense(p):
             return False
     return True
 
