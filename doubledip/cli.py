@@ -6,8 +6,12 @@ stderr, and leave no output files behind (results are written only once a run ha
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
+
+# a single run's checkpoints (--checkpoint-every, --resume), inside its output folder
+CHECKPOINTS = ".checkpoint"
 
 
 class UsageError(Exception):
@@ -19,7 +23,9 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
-def _common(p: argparse.ArgumentParser, default_out: str | None = None) -> None:
+def _common(p: argparse.ArgumentParser, default_out: str | None = None, long_runs: bool = True) -> None:
+    """The options every run takes; ``long_runs``: also one run's checkpoint options (``doubledip
+    batch`` has its own, per input)."""
     p.add_argument("-o", "--output", dest="output", default=default_out, required=default_out is None,
                    metavar="OUTDIR", help="folder for the result images and result.json")
     p.add_argument("--overwrite", action="store_true",
@@ -39,6 +45,15 @@ def _common(p: argparse.ArgumentParser, default_out: str | None = None) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--export", choices=("onnx", "torchscript"), default=None,
                    help="also write the fitted generators to OUTDIR/export (with manifest.json)")
+    if not long_runs:
+        return
+    g = p.add_argument_group("long runs")
+    g.add_argument("--checkpoint-every", type=int, default=None, metavar="K",
+                   help=f"write a checkpoint to OUTDIR/{CHECKPOINTS} every K iterations (and on Ctrl-C)")
+    g.add_argument("--resume", action="store_true",
+                   help=f"continue from the checkpoint in OUTDIR/{CHECKPOINTS} (none there: start anew)")
+    g.add_argument("--keep-partial", action="store_true",
+                   help="on Ctrl-C, save the best result so far, marked partial in result.json")
 
 
 def _several(spec) -> bool:
@@ -46,6 +61,16 @@ def _several(spec) -> bool:
     it batches, and its only required input is one image."""
     required = spec.required_inputs
     return spec.run_many is not None and len(required) == 1 and required[0].kind == "image"
+
+
+def add_task_options(p: argparse.ArgumentParser, spec) -> None:
+    """A task's own options (its spec's ``options``) as flags of ``p``."""
+    for option in spec.options:
+        if option.flag:
+            p.add_argument(option.cli_flag, dest=option.name, action="store_true", help=option.help)
+        else:
+            p.add_argument(option.cli_flag, dest=option.name, type=option.type, nargs=option.nargs,
+                           choices=option.choices, default=None, metavar=option.metavar, help=option.help)
 
 
 def _add_task(sub, spec) -> None:
@@ -57,12 +82,7 @@ def _add_task(sub, spec) -> None:
             p.add_argument(item.name, nargs=nargs, help=item.help)
         else:
             p.add_argument("--" + item.name.replace("_", "-"), dest=item.name, default=None, help=item.help)
-    for option in spec.options:
-        if option.flag:
-            p.add_argument(option.cli_flag, dest=option.name, action="store_true", help=option.help)
-        else:
-            p.add_argument(option.cli_flag, dest=option.name, type=option.type, nargs=option.nargs,
-                           choices=option.choices, default=None, metavar=option.metavar, help=option.help)
+    add_task_options(p, spec)
     _common(p)
     p.set_defaults(task=spec.name, func=_write)
 
@@ -111,6 +131,15 @@ def _config(args, spec=None):
     return SolverConfig(iterations=iterations, device=args.device, seed=args.seed, mode=args.mode,
                         progress=not args.quiet, log_every=args.log_every, threads=args.threads,
                         compile=args.compile, low_memory=args.low_memory, **fields)
+
+
+def _long_run(args, config):
+    """``config`` with one run's checkpoint settings: OUTDIR/.checkpoint, --resume, --keep-partial."""
+    fields = {"keep_partial": args.keep_partial}
+    if args.checkpoint_every is not None or args.resume:
+        fields.update(checkpoint_dir=str(Path(args.output) / CHECKPOINTS), checkpoint_every=args.checkpoint_every,
+                      resume=args.resume)
+    return config.replace(**fields)
 
 
 def demo_image(size: int = 192):
@@ -172,6 +201,9 @@ def _task_call(spec, args, config) -> list[tuple[Path, object]]:
     if _several(spec):
         images = required[0]
         if len(images) > 1:  # several images: one batched run, OUTDIR/<name>/ each
+            if config.checkpoint_dir is not None:
+                raise UsageError(f"{spec.cli_name}: checkpoints cover one image; for several, "
+                                 f"doubledip batch {spec.cli_name} ... checkpoints each input")
             if optional:
                 raise UsageError(f"{spec.cli_name}: {', '.join('--' + n.replace('_', '-') for n in optional)} "
                                  f"applies to one image; give one image, or none of these options")
@@ -198,20 +230,31 @@ def _run(args) -> Path:
         import doubledip as dd
 
         hazy = demo_image()
-        runs = [(out, dd.dehaze(hazy, _config(args)))]
+        runs = [(out, dd.dehaze(hazy, _long_run(args, _config(args))))]
         extra = {"input": hazy}
     else:
         spec = registry.get(args.task)
-        runs = _task_call(spec, args, _config(args, spec))
+        if args.export and spec.export is None:  # refused before the run: nothing is written
+            raise UsageError(f"--export: {spec.name} results cannot be exported")
+        runs = _task_call(spec, args, _long_run(args, _config(args, spec)))
+    from doubledip.engine import checkpoint
+
+    partial = checkpoint.interrupted()  # Ctrl-C with --keep-partial: the best result so far
     for folder, result in runs:
-        _save(result, folder, args, extra)
+        _save(result, folder, args, extra, partial)
+    if not partial:  # finished: the checkpoint has done its job
+        shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
     return out
 
 
-def _save(result, folder: Path, args, extra_images: dict) -> None:
+def _save(result, folder: Path, args, extra_images: dict, partial: bool = False) -> None:
     """Write one result (and its export) into ``folder``; an unwritable folder is a usage error."""
     try:
         result.save(folder, overwrite=args.overwrite, extra_images=extra_images or None)
+        if partial:
+            from doubledip.runs.outputs import mark_partial
+
+            mark_partial(folder)
         if args.export:
             result.export(folder / "export", args.export)
     except OSError as exc:  # unwritable or read-only: one line naming the folder
@@ -230,6 +273,7 @@ def _write(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    args = None
     try:
         args = parser.parse_args(argv)
         return int(args.func(args) or 0)
@@ -240,7 +284,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"doubledip: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("doubledip: interrupted; nothing was written", file=sys.stderr)
+        saved = getattr(args, "output", None) and (Path(args.output) / CHECKPOINTS).is_dir()
+        if saved:
+            print(f"doubledip: interrupted; a checkpoint is in {Path(args.output) / CHECKPOINTS}: "
+                  f"the same command with --resume continues", file=sys.stderr)
+        else:
+            print("doubledip: interrupted; nothing was written", file=sys.stderr)
         return 130
 
 

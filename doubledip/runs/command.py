@@ -35,7 +35,7 @@ def _add_batch_options(p: argparse.ArgumentParser) -> None:
 def register(subparsers) -> argparse.ArgumentParser:
     """Add ``batch`` (one sub-subcommand per task, with the task's own options) to an argparse
     subparsers object; ``func`` is :func:`run`."""
-    from doubledip.cli import _common
+    from doubledip.cli import _common, add_task_options
     from doubledip.engine.tasks import registry
 
     p = subparsers.add_parser(
@@ -51,13 +51,8 @@ def register(subparsers) -> argparse.ArgumentParser:
         aliases = [spec.name] if spec.name != spec.cli_name else []
         tp = tasks.add_parser(spec.cli_name, aliases=aliases, help=spec.summary, description=spec.summary)
         tp.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
-        for option in spec.options:
-            if option.flag:
-                tp.add_argument(option.cli_flag, dest=option.name, action="store_true", help=option.help)
-            else:
-                tp.add_argument(option.cli_flag, dest=option.name, type=option.type, nargs=option.nargs,
-                                choices=option.choices, default=None, metavar=option.metavar, help=option.help)
-        _common(tp)
+        add_task_options(tp, spec)
+        _common(tp, long_runs=False)
         _add_batch_options(tp)
         tp.set_defaults(func=run, task=spec.name)
     return p
