@@ -62,7 +62,9 @@ def header(doc: dict) -> str:
         "Generated from one run of the benchmark suite (`benchmarks/README.md`) by",
         "`python benchmarks/report.py benchmarks/results.json > benchmarks/RESULTS.md`; earlier results are in",
         "git history and, summarised, in `benchmarks/experiments/README.md`. Times are medians of each",
-        "benchmark's rounds; every ratio is between rows of this run on this machine.",
+        "benchmark's rounds; every ratio is between rows of this run on this machine. Measurements",
+        "that are runs of their own (many-image throughput, video, segmentation hints, fast-mode",
+        "screens) are in `benchmarks/experiments/` (`runs_throughput.md`, ...), each with its command.",
         "",
         f"- Date: {doc.get('datetime', '?')[:19].replace('T', ' ')} UTC",
         f"- Machine: {ours.get('cpu_model') or cpu.get('brand_raw', '?')}, {ours.get('logical_cpus', cpu.get('count', '?'))} "
