@@ -94,6 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for spec in registry.tasks():
         _add_task(sub, spec)
+    for group in registry.groups():  # `doubledip video separate ...`: a group's tasks under its name
+        members = registry.tasks(group)
+        listed = ", ".join(s.cli_name for s in members)
+        p = sub.add_parser(group, help=f"{group} tasks: {listed}", description=f"{group} tasks: {listed}")
+        inner = p.add_subparsers(dest="group_command", required=True, parser_class=_Parser)
+        for spec in members:
+            _add_task(inner, spec)
 
     p = sub.add_parser("demo", help="dehaze a hazed sample image (fast mode, short run, no arguments)")
     _common(p, default_out="doubledip-demo")

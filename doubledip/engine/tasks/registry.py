@@ -17,7 +17,7 @@ import pkgutil
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional
 
-INPUT_KINDS = ("image", "images", "map")
+INPUT_KINDS = ("image", "images", "map", "clip", "clip_maps")
 
 
 @dataclass(frozen=True)
@@ -25,8 +25,9 @@ class Input:
     """One input of a task's API function.
 
     name: its keyword (``image``, ``image1``, ``fg_hint``, ``hint``, ``images``).
-    kind: ``image`` (one H x W x C image), ``images`` (a list of images fitted jointly) or ``map``
-        (an H x W hint map of the image's size).
+    kind: ``image`` (one H x W x C image), ``images`` (a list of images fitted jointly), ``map``
+        (an H x W hint map of the image's size), ``clip`` (a video file, a folder or list of
+        images, a T x H x W x C array) or ``clip_maps`` (one hint map per frame of the clip).
     required: positional in the API and on the CLI; else keyword-only and a ``--flag``.
     batch_option: the ``dd.batch`` keyword taking one value per image (``fg_hints``); None for
         the batch entries themselves.
@@ -120,6 +121,10 @@ class TaskSpec:
         recombine, not_included) for the fitted generators ``names``.
     bench(size, batch, device, fast=False) -> :class:`BenchProblem` (None: not benchmarked);
         ``fast``: the problem as fast mode builds it, where its step differs.
+    cli_group: "" for a top-level task (``doubledip <cli_name>``, served by :func:`tasks`,
+        batching, bench, export and the quality suite); else the subcommand group it belongs to
+        (``doubledip video <cli_name>``; ``tasks(group)`` lists them): its CLI name only has to
+        be unique within the group.
     """
 
     name: str
@@ -136,6 +141,7 @@ class TaskSpec:
     bench: Optional[Callable[..., BenchProblem]] = None
     evaluation: Optional[Evaluation] = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    cli_group: str = ""
 
     def __post_init__(self) -> None:
         missing = {"reference", "fast"} - set(self.defaults)
@@ -179,11 +185,23 @@ def register(spec: TaskSpec) -> TaskSpec:
     for other in _REGISTRY.values():
         if other.name == spec.name and other.run.__module__ == spec.run.__module__:
             continue  # the same module again (a reload): its new spec replaces the old
-        if spec.name in (other.name, other.cli_name) or spec.cli_name in (other.name, other.cli_name):
+        if _clash(spec, other):
             raise ValueError(f"task {spec.name!r} (CLI {spec.cli_name!r}) clashes with the registered "
                              f"task {other.name!r} (CLI {other.cli_name!r})")
     _REGISTRY[spec.name] = spec
     return spec
+
+
+def _clash(a: TaskSpec, b: TaskSpec) -> bool:
+    """Whether two specs claim one name: API names and top-level CLI names share ``get``'s
+    namespace; a group's tasks need distinct CLI names within it; a group's name takes a
+    top-level subcommand's place."""
+    def top(s):
+        return {s.name} if s.cli_group else {s.name, s.cli_name}
+
+    same_group = a.cli_group and a.cli_group == b.cli_group and a.cli_name == b.cli_name
+    group_taken = any(x.cli_group and not y.cli_group and x.cli_group in top(y) for x, y in ((a, b), (b, a)))
+    return bool(top(a) & top(b)) or bool(same_group) or group_taken
 
 
 def unregister(name: str) -> None:
@@ -203,10 +221,17 @@ def discover() -> None:
     _DISCOVERED = True
 
 
-def tasks() -> list[TaskSpec]:
-    """Every registered task, the package's own first (in module order)."""
+def tasks(group: str = "") -> list[TaskSpec]:
+    """The registered tasks of a CLI group ("": the top-level ones), the package's own first
+    (in module order)."""
     discover()
-    return list(_REGISTRY.values())
+    return [s for s in _REGISTRY.values() if s.cli_group == group]
+
+
+def groups() -> list[str]:
+    """The CLI groups of the registered tasks (``video``), in registration order."""
+    discover()
+    return list(dict.fromkeys(s.cli_group for s in _REGISTRY.values() if s.cli_group))
 
 
 def names() -> list[str]:
@@ -219,8 +244,8 @@ def get(name: str) -> TaskSpec:
     if not isinstance(name, str):
         raise TypeError(f"task must be a task name (str), got {type(name).__name__}")
     spec = _REGISTRY.get(name)
-    if spec is None:
-        spec = next((s for s in _REGISTRY.values() if s.cli_name == name), None)
+    if spec is None:  # a top-level CLI name (a group's tasks are found by their API names)
+        spec = next((s for s in _REGISTRY.values() if s.cli_name == name and not s.cli_group), None)
     if spec is None:
         raise ValueError(f"unknown task {name!r}; expected one of {names()}")
     return spec
