@@ -6,6 +6,7 @@ import json
 import math
 import os
 import platform
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field, fields
@@ -315,7 +316,27 @@ class SegmentationResult(_ResultBase):
     soft_mask: np.ndarray = None  # H x W
     foreground: np.ndarray = None  # H x W x 3
     background: np.ndarray = None  # H x W x 3
+    # the hints the run used, {"fg": H x W, "bg": H x W} in [0, 1] (given, or computed from a
+    # saliency map with hints="auto"), or None (hints="none"); saved as fg_hint.png / bg_hint.png
+    hints: Optional[dict] = field(default=None, repr=False)
     _IMAGE_FIELDS = ("mask", "soft_mask", "foreground", "background")
+    _RUN_FIELDS = ("hints",)
+    HINT_FILES: ClassVar[dict] = {"fg": "fg_hint", "bg": "bg_hint"}
+
+    def image_files(self) -> dict[str, np.ndarray]:
+        """The image fields, then the hints used (``fg_hint``, ``bg_hint``) when there were any."""
+        out = super().image_files()
+        for key, stem in self.HINT_FILES.items():
+            if self.hints is not None:
+                out[stem] = self.hints[key]
+        return out
+
+    def summary(self, extra_files=()) -> dict:
+        """result.json's "run" names the hint files rather than holding the maps."""
+        out = super().summary(extra_files)
+        out["run"]["hints"] = None if self.hints is None else {
+            key: f"{stem}.png" for key, stem in self.HINT_FILES.items()}
+        return out
 
 
 @dataclass
@@ -339,3 +360,162 @@ def public_fields(result: _ResultBase) -> list[str]:
     """The task's own fields (the ARCHITECTURE.md table), in order."""
     base = {f.name for f in fields(_ResultBase)} | set(result._RUN_FIELDS)
     return [f.name for f in fields(result) if f.name not in base]
+
+
+# ---- video results (doubledip.engine.tasks.video) -------------------------------------------
+
+FRAME_PNG = re.compile(r"^\d{4,}\.png$")  # a frame file inside a video result's frame folder
+
+
+@dataclass
+class _VideoResultBase(_ResultBase):
+    """A clip's result: its fields are T x H x W x 3 (or T x H x W) arrays, one frame per row.
+
+    ``save(dir)`` writes each output as a video file (``<field>.mp4``: frame count, size and
+    ``fps`` kept), its frames as PNGs (``<field>/0000.png``, ...) and ``result.json``.
+    """
+
+    fps: float = 25.0  # the input clip's frame rate (25 for clips given as images or arrays)
+
+    # T-leading arrays: single fields, and lists of them (``layers``: layer_0, layer_1)
+    _FRAME_FIELDS: ClassVar[tuple] = ()
+    _FRAME_LIST_FIELDS: ClassVar[tuple] = ()
+
+    def frame_fields(self) -> dict[str, np.ndarray]:
+        """Output stem -> T x H x W [x 3] array (lists become ``name_0``, ``name_1``...)."""
+        out = {name: getattr(self, name) for name in self._FRAME_FIELDS}
+        for name in self._FRAME_LIST_FIELDS:
+            stem = name[:-1] if name.endswith("s") else name
+            for i, clip in enumerate(getattr(self, name)):
+                out[f"{stem}_{i}"] = clip
+        return out
+
+    def image_files(self) -> dict[str, np.ndarray]:
+        return {}  # frames go to folders of their own (see save)
+
+    @property
+    def frames(self) -> int:
+        return int(len(next(iter(self.frame_fields().values()))))
+
+    def _frame_names(self) -> list[str]:
+        digits = max(4, len(str(self.frames - 1)))
+        return [f"{t:0{digits}d}.png" for t in range(self.frames)]
+
+    def summary(self, extra_files=()) -> dict:
+        out = super().summary(extra_files)
+        out["frame_count"] = self.frames
+        out["frames"] = {stem: [f"{stem}/{n}" for n in self._frame_names()] for stem in self.frame_fields()}
+        out["frame_folders"] = sorted(self.frame_fields())
+        videos = getattr(self, "_videos", {})  # set by save
+        out["videos"] = dict(videos)
+        out["files"] = sorted({*out["files"], *videos.values()})
+        return out
+
+    def export(self, directory, format: str = "onnx") -> Path:
+        raise ValueError(f"export: {self.task!r} results cannot be exported (the video tasks' generators are "
+                         "shared by all frames and run on per-frame inputs; export is for image tasks)")
+
+    def save(self, directory, overwrite: bool = False, extra_images: Optional[dict] = None,
+             video_format: Optional[str] = "mp4", fps: Optional[float] = None) -> Path:
+        """Write ``<field>.<video_format>`` per output (None: no videos), ``<field>/NNNN.png``
+        per frame and ``result.json`` into ``directory``; returns it. ``fps``: the videos' frame
+        rate (None: the result's ``fps``, the input's). ``extra_images``: not taken by video
+        results (only None or empty, for callers that pass it to every result).
+
+        The folder rules are :meth:`_ResultBase.save`'s: a new or empty folder, or one holding an
+        earlier result of the same task (its files, frame files and export replaced or removed);
+        another task's result or files doubledip did not write are refused unless ``overwrite``.
+        Everything is written to a temporary folder first, then moved in, ``result.json`` last.
+        """
+        from doubledip.engine.video_io import write_video
+
+        directory = Path(directory)
+        if extra_images:
+            raise ValueError(f"extra_images: a {self.task!r} result saves its frames only, got {sorted(extra_images)}")
+        if directory.exists() and not directory.is_dir():
+            raise ValueError(f"cannot save into {str(directory)!r}: it exists and is not a folder")
+        fps = self.fps if fps is None else fps
+        if not isinstance(fps, (int, float)) or isinstance(fps, bool) or not fps > 0:
+            raise ValueError(f"fps must be a positive number, got {fps!r}")
+        if video_format is not None:
+            suffix = "." + str(video_format).lstrip(".").lower()
+            from doubledip.engine.video_io import _CODECS, _av
+
+            if suffix not in _CODECS:
+                raise ValueError(f"video_format must be one of {sorted(s[1:] for s in _CODECS)} or None, "
+                                 f"got {video_format!r}")
+            _av("saving the result's videos")  # before anything is written
+        clips = self.frame_fields()
+        self._videos = {} if video_format is None else {stem: stem + suffix for stem in clips}
+        stale = self._check_folder(directory, overwrite)
+        previous = read_result_json(directory) if directory.is_dir() else None
+        for folder in _plain_names((previous or {}).get("frame_folders", [])):
+            if (directory / folder).is_dir():
+                stale += [f for f in (directory / folder).iterdir() if FRAME_PNG.match(f.name)]
+        for stem in clips:  # a frame folder's name taken by a file (written beside with overwrite)
+            if (directory / stem).exists() and not (directory / stem).is_dir():
+                raise ValueError(f"cannot save into {str(directory)!r}: {stem!r} there is a file, "
+                                 "where the result's frame folder goes")
+        names = self._frame_names()
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=".doubledip-", dir=directory))
+            try:
+                for stem, clip in clips.items():
+                    (tmp / stem).mkdir()
+                    for n, frame in zip(names, np.asarray(clip)):
+                        save_png(tmp / stem / n, frame)
+                    if stem in self._videos:
+                        write_video(tmp / self._videos[stem], clip, fps)
+                summary = self.summary()
+                summary["values"]["fps"] = float(fps)
+                with open(tmp / RESULT_JSON, "w") as fh:
+                    json.dump(_jsonable(summary), fh, indent=2)
+                written = {RESULT_JSON}
+                for stem in clips:  # frames, then the videos, then the index
+                    (directory / stem).mkdir(exist_ok=True)
+                    for n in names:
+                        os.replace(tmp / stem / n, directory / stem / n)
+                        written.add(f"{stem}/{n}")
+                for f in self._videos.values():
+                    os.replace(tmp / f, directory / f)
+                    written.add(f)
+                os.replace(tmp / RESULT_JSON, directory / RESULT_JSON)
+                for p in stale:
+                    if p.relative_to(directory).as_posix() not in written:
+                        p.unlink(missing_ok=True)
+                for p in {p.parent for p in stale if p.parent != directory}:
+                    _remove_if_empty(p)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        except OSError as exc:
+            raise ValueError(f"cannot write to {str(directory)!r}: {exc.strerror or exc}") from exc
+        return directory
+
+
+@dataclass
+class VideoSeparationResult(_VideoResultBase):
+    layers: list = None  # 2 x (T x H x W x 3), each at about half intensity
+    reconstruction: np.ndarray = None  # T x H x W x 3
+    _FRAME_FIELDS = ("reconstruction",)
+    _FRAME_LIST_FIELDS = ("layers",)
+    _VALUE_FIELDS = ("fps",)
+
+
+@dataclass
+class VideoDehazeResult(_VideoResultBase):
+    image: np.ndarray = None  # T x H x W x 3 haze-free
+    transmission: np.ndarray = None  # T x H x W
+    airlight: np.ndarray = None  # (3,), one for the clip
+    _FRAME_FIELDS = ("image", "transmission")
+    _VALUE_FIELDS = ("airlight", "fps")
+
+
+@dataclass
+class VideoSegmentationResult(_VideoResultBase):
+    mask: np.ndarray = None  # T x H x W in {0, 1}
+    soft_mask: np.ndarray = None  # T x H x W
+    foreground: np.ndarray = None  # T x H x W x 3
+    background: np.ndarray = None  # T x H x W x 3
+    _FRAME_FIELDS = ("mask", "soft_mask", "foreground", "background")
+    _VALUE_FIELDS = ("fps",)
