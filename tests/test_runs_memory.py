@@ -29,10 +29,11 @@ def test_check_fits_refuses_with_a_clear_message():
 
 
 def test_estimate_covers_a_measured_run():
-    """A fresh process's peak RSS at 128 px: the estimate is at or above it, within 40%."""
+    """A fresh process's peak RSS at 128 px: the estimate is at or above it, within 50% (the
+    import cost alone varies by ~100 MB between environments)."""
     measured = memory.measure("separate", 128)
     estimate = memory.estimate_peak_mb("separate", (128, 128))
-    assert measured * 0.97 <= estimate <= measured * 1.4, (measured, estimate)
+    assert measured * 0.97 <= estimate <= measured * 1.5, (measured, estimate)
 
 
 def test_batch_refuses_what_cannot_fit_and_runs_the_rest(tmp_path, monkeypatch):
