@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["dark_channel_prior", "otsu_mask", "trivial_baselines"]
+__all__ = ["dark_channel_prior", "otsu_mask", "saliency_threshold_mask", "trivial_baselines"]
 
 
 def _to_tensor(image: np.ndarray):
@@ -46,3 +46,13 @@ def trivial_baselines(case) -> dict:
     if evaluation is None:
         raise ValueError(f"no baseline for task {case.task!r}: it has no evaluation")
     return evaluation.baselines(case)
+
+
+def saliency_threshold_mask(image, method: str | None = None) -> np.ndarray:
+    """H x W x 3 image -> H x W float32 mask: its saliency map (:mod:`doubledip.engine.saliency`;
+    ``method`` None: the one ``segment``'s automatic hints use) above the map's Otsu threshold,
+    the map alone with no fit."""
+    from doubledip.engine import saliency
+
+    s = saliency.saliency(image, saliency.DEFAULT_METHOD if method is None else method)
+    return saliency.threshold_mask(s)

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 __all__ = ["Case", "load_sample", "separate_case", "separate_pair_case", "dehaze_case",
-           "segment_case", "watermark_pattern", "remove_watermark_case",
+           "segment_case", "object_shape", "segment_composite_case", "SEGMENT_COMPOSITES",
+           "segment_composites", "watermark_pattern", "remove_watermark_case",
            "remove_watermark_multi_case"]
 
 
@@ -159,14 +160,15 @@ def _erode(mask: np.ndarray, radius: int) -> np.ndarray:
     return ndimage.binary_erosion(mask > 0.5, iterations=radius).astype(np.float32)
 
 
-def segment_case(size: int = 128, hints: bool = True, foreground: str = "coffee",
+def segment_case(size: int = 128, hints=True, foreground: str = "coffee",
                  background: str = "grass", shape: str = "horse", name: str | None = None) -> Case:
     """Segmentation: an object composited onto another image with a known mask.
 
     The mask is scikit-image's ``horse`` silhouette; inside it the ``foreground`` photo, outside
-    the warm-tinted ``background`` texture. With ``hints``, the fg/bg hints are the true mask and
-    its complement eroded by ``size // 32`` pixels (as a saliency threshold would give: sure
-    regions only); without, the task runs hint-free.
+    the warm-tinted ``background`` texture. With ``hints`` True, the fg/bg hints are the true
+    mask and its complement eroded by ``size // 32`` pixels (as a saliency threshold would give:
+    sure regions only); False gives none (the task computes its own, its default
+    ``hints="auto"``); ``"none"`` passes ``hints="none"`` (the authors' hint-free variant).
     """
     mask = _load_mask(shape, size)
     fg = load_sample(foreground, size)
@@ -175,13 +177,132 @@ def segment_case(size: int = 128, hints: bool = True, foreground: str = "coffee"
     kwargs = {}
     r = max(1, size // 32)
     fg_hint, bg_hint = _erode(mask, r), _erode(1 - mask, r)
-    if hints:
+    if not (isinstance(hints, bool) or hints == "none"):
+        raise ValueError(f"hints must be True, False or 'none', received {hints!r}")
+    if hints is True:
         kwargs = {"fg_hint": fg_hint, "bg_hint": bg_hint}
-    label = "hints" if hints else "no_hints"
+    elif hints == "none":
+        kwargs = {"hints": "none"}
+    label = {True: "hints", False: "no_hints", "none": "hint_free"}[hints]
     return Case("segment", name or f"{shape}_{label}", (image,), kwargs,
                 {"mask": mask, "fg_hint": fg_hint, "bg_hint": bg_hint},
-                "iou" if hints else "iou_either",
+                "iou_either" if hints == "none" else "iou",
                 segment_case.__doc__.strip().splitlines()[0] + f" ({label.replace('_', ' ')})")
+
+
+SEGMENT_SHAPES = ("horse", "ellipse", "blob")
+SEGMENT_HINTS = ("given", "auto", "none")
+_HINT_LABELS = {"given": "hints", "auto": "auto", "none": "hint_free"}  # case name suffixes
+
+
+def _shape(shape: str, size: int, scale: float, centre, seed: int):
+    """An object's mask ``obj`` (h x w float32) and where it goes (``top``, ``left``): ``shape`` (``horse``: scikit-image's silhouette
+    cropped to its bounding box; ``ellipse``: axes 1 and 0.7; ``blob``: a smooth star-like
+    outline, radius ``1 + 0.2 sin(3 a + p) + 0.12 cos(5 a + q)`` with phases from ``seed``)
+    fitted into a square of side ``scale * size`` whose centre is at ``centre`` (row, column, as
+    fractions of the image), shifted inside the image where it would cross a border."""
+    size = _check_size(size)
+    if shape not in SEGMENT_SHAPES:
+        raise ValueError(f"shape must be one of {SEGMENT_SHAPES}, received {shape!r}")
+    if not 0.05 <= float(scale) <= 1.0:
+        raise ValueError(f"scale must be in [0.05, 1] (the object's side over the image's), received {scale}")
+    side = max(4, int(round(scale * size)))
+    if shape == "horse":
+        from PIL import Image
+
+        full = np.asarray(_skimage_data().horse()) == 0  # black horse on white
+        rows, cols = np.nonzero(full)
+        box = full[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+        h, w = box.shape
+        f = side / max(h, w)
+        pil = Image.fromarray(box.astype(np.uint8) * 255).resize((max(1, round(w * f)), max(1, round(h * f))),
+                                                                 Image.LANCZOS)
+        obj = (np.asarray(pil, np.float32) / 255 > 0.5).astype(np.float32)
+    else:
+        y, x = (np.mgrid[0:side, 0:side].astype(np.float64) + 0.5) / side * 2 - 1  # [-1, 1]^2
+        if shape == "ellipse":
+            obj = ((x / 1.0) ** 2 + (y / 0.7) ** 2 <= 1.0).astype(np.float32)
+        else:
+            p, q = np.random.default_rng(seed).uniform(0, 2 * np.pi, 2)
+            a, r = np.arctan2(y, x), np.hypot(x, y)
+            outline = 1 + 0.2 * np.sin(3 * a + p) + 0.12 * np.cos(5 * a + q)
+            obj = (r <= outline / 1.32).astype(np.float32)  # 1.32: the outline's largest radius
+    h, w = obj.shape
+    top = int(np.clip(round(centre[0] * size - h / 2), 0, size - h))
+    left = int(np.clip(round(centre[1] * size - w / 2), 0, size - w))
+    return obj, top, left
+
+
+def object_shape(shape: str, size: int, scale: float = 0.5, centre=(0.5, 0.5), seed: int = 0) -> np.ndarray:
+    """An object's ``size x size`` float32 mask, 1 on the object (see :func:`_shape`)."""
+    obj, top, left = _shape(shape, size, scale, centre, seed)
+    mask = np.zeros((size, size), np.float32)
+    mask[top:top + obj.shape[0], left:left + obj.shape[1]] = obj
+    return mask
+
+
+def segment_composite_case(size: int = 128, foreground: str = "brick", background: str = "grass",
+                           shape: str = "ellipse", scale: float = 0.55, centre=(0.5, 0.5),
+                           fg_tint=_COOL, bg_tint=_WARM, fg_gain: float = 1.0, bg_gain: float = 1.0,
+                           hints: str = "auto", seed: int = 0, name: str | None = None) -> Case:
+    """Segmentation of a composite: an object of ``shape`` (:func:`object_shape`) cut from the
+    middle of the ``foreground`` sample, over the ``background`` sample, with a known mask.
+
+    Grey samples are tinted (``fg_tint``, ``bg_tint``; None: grey) and every sample scaled by
+    its gain (``fg_gain`` < ``bg_gain``: an object darker than its background). ``hints``:
+    ``"given"`` passes the true mask and its complement eroded by ``size // 32`` pixels as
+    hints; ``"auto"`` none (the task computes its own: its default); ``"none"`` passes
+    ``hints="none"`` (the authors' hint-free variant).
+    """
+    if hints not in SEGMENT_HINTS:
+        raise ValueError(f"hints must be one of {SEGMENT_HINTS}, received {hints!r}")
+    obj, top, left = _shape(shape, size, scale, centre, seed)
+    h, w = obj.shape
+    mask = np.zeros((size, size), np.float32)
+    mask[top:top + h, left:left + w] = obj
+    # the object shows the middle of the foreground sample (a photo's subject), at the scale of
+    # the background
+    sample = load_sample(foreground, size, tint=fg_tint) * np.float32(fg_gain)
+    y0, x0 = (size - h) // 2, (size - w) // 2
+    fg = np.zeros((size, size, 3), np.float32)
+    fg[top:top + h, left:left + w] = np.clip(sample[y0:y0 + h, x0:x0 + w], 0, 1)
+    bg = np.clip(load_sample(background, size, tint=bg_tint) * np.float32(bg_gain), 0, 1)
+    image = (mask[..., None] * fg + (1 - mask[..., None]) * bg).astype(np.float32)
+    r = max(1, size // 32)
+    fg_hint, bg_hint = _erode(mask, r), _erode(1 - mask, r)
+    kwargs = {"given": {"fg_hint": fg_hint, "bg_hint": bg_hint}, "auto": {}, "none": {"hints": "none"}}[hints]
+    label = _HINT_LABELS[hints]
+    return Case("segment", name or f"{foreground}_{shape}_on_{background}_{label}", (image,), kwargs,
+                {"mask": mask, "fg_hint": fg_hint, "bg_hint": bg_hint},
+                "iou_either" if hints == "none" else "iou",
+                segment_composite_case.__doc__.strip().splitlines()[0] + f" (hints: {hints})")
+
+
+#: The textured composites of the evaluation (``segment_composites``): textures and photos over
+#: textures and photos, objects of several sizes and places, one darker than its background.
+SEGMENT_COMPOSITES = {
+    "brick_ellipse_on_grass": dict(foreground="brick", background="grass", shape="ellipse", scale=0.55),
+    "gravel_blob_on_brick": dict(foreground="gravel", background="brick", shape="blob", scale=0.45,
+                                 centre=(0.38, 0.62), fg_tint=_WARM, bg_tint=_COOL, seed=1),
+    "dark_brick_horse_on_gravel": dict(foreground="brick", background="gravel", shape="horse", scale=0.6,
+                                       centre=(0.55, 0.45), fg_tint=None, bg_tint=_WARM, fg_gain=0.5),
+    "grass_small_blob_on_astronaut": dict(foreground="grass", background="astronaut", shape="blob",
+                                          scale=0.3, centre=(0.7, 0.3), fg_tint=_COOL, bg_tint=None, seed=2),
+    "chelsea_ellipse_on_gravel": dict(foreground="chelsea", background="gravel", shape="ellipse", scale=0.4,
+                                      centre=(0.3, 0.68), fg_tint=None, bg_tint=_COOL),
+}
+
+
+def segment_composites(size: int = 128, hints: str = "auto", names=None) -> list[Case]:
+    """The :data:`SEGMENT_COMPOSITES` cases (or those of ``names``) at ``size``, with ``hints``."""
+    chosen = list(SEGMENT_COMPOSITES) if names is None else list(names)
+    unknown = [n for n in chosen if n not in SEGMENT_COMPOSITES]
+    if unknown:
+        raise ValueError(f"unknown composite(s) {unknown}; expected some of {sorted(SEGMENT_COMPOSITES)}")
+    if hints not in SEGMENT_HINTS:
+        raise ValueError(f"hints must be one of {SEGMENT_HINTS}, received {hints!r}")
+    return [segment_composite_case(size, hints=hints, name=f"{n}_{_HINT_LABELS[hints]}", **SEGMENT_COMPOSITES[n])
+            for n in chosen]
 
 
 def watermark_pattern(size: int) -> np.ndarray:
