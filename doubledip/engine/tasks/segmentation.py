@@ -12,7 +12,7 @@ from doubledip.engine.post import guided_filter
 from doubledip.engine.results import SegmentationResult
 from doubledip.engine.solver import RunContext, Snapshot, Step, run_problem, split_iterations
 from doubledip.engine.tasks.common import ImageProblem, bench_inputs, described, hwc, item_history, resolve, same_size, timed_run
-from doubledip.engine.tasks.registry import BenchProblem, Defaults, Evaluation, Input, TaskSpec, register
+from doubledip.engine.tasks.registry import BenchProblem, Defaults, Evaluation, Input, Option, TaskSpec, register
 from doubledip.evaluation import metrics
 
 DEFAULT_ITERATIONS = (2000, 4000)
@@ -20,6 +20,16 @@ DEFAULT_LR = 1e-3
 STOP_PSNR = 30.0  # stage 2 ends once the reconstruction is this good
 HINT_ITERATIONS = 1000  # with hints, stage 2 keeps the hint terms while k <= this
 MASK_NET = UNetConfig(2, 1, SEGMENT.channels, SEGMENT.skip_channels, 3)
+HINTS = ("auto", "none")  # with no fg/bg hint given: saliency hints, or the authors' hint-free variant
+# fast mode (benchmarks/experiments/segmentation_hints.md): 200 + 400 iterations, stage 2 ending
+# once the mask has settled: checked every SETTLE_EVERY iterations, settled when fewer than
+# SETTLE_FRACTION of its pixels changed side of 0.5 since the last check
+FAST_ITERATIONS = (200, 400)
+SETTLE_EVERY = 50
+SETTLE_FRACTION = 0.002
+# fast mode's guided filter radius, a fraction of the short side (the reference's 50 px spans a
+# small image: on grey textures it blurs the mask away)
+FAST_GUIDE_RADIUS = 1 / 8
 
 
 def noise_sigma(stage: int, k: int, last: bool) -> float:
@@ -36,8 +46,10 @@ def gray_weight(k: int, hinted: bool) -> float:
 class SegmentationProblem(ImageProblem):
     """image: B x 3 x H x W; fg, bg: B x 1 x H x W hints or None; one problem per image."""
 
-    def __init__(self, image, fg, bg, iterations, seeds):
+    def __init__(self, image, fg, bg, iterations, seeds, fast: bool = False):
         super().__init__(seeds, image.device, tuple(image.shape[-2:]), [SEGMENT])
+        self.fast = fast  # fast mode: stage 2 also ends once the mask has settled
+        self.settle_mask = None  # the binary mask at the last settle check (fast mode)
         self.image = image
         self.target = self.pad(image)
         self.hinted = fg is not None
@@ -99,6 +111,13 @@ class SegmentationProblem(ImageProblem):
                 # solver's update) and perturbed inputs, for the images not yet latched
                 self.made.update(~keep, used)
             self.stopped = self.stopped | (quality > STOP_PSNR)
+            if self.fast and (k + 1) % SETTLE_EVERY == 0:
+                # settled: under SETTLE_FRACTION of the pixels changed side since the last check
+                binary = outs["soft_mask"] > 0.5
+                if self.settle_mask is not None:
+                    flipped = (binary != self.settle_mask).float().mean(dim=(1, 2, 3))
+                    self.stopped = self.stopped | (flipped < SETTLE_FRACTION)
+                self.settle_mask = binary
         else:
             self.current = (quality, outs)
             if last:  # stage 1's end, its result candidate: what made it, for export
@@ -125,9 +144,36 @@ class SegmentationProblem(ImageProblem):
         return Snapshot.choose(p2 >= p1, self.stage_made[1], self.stage_made[0])
 
 
-def segment_many(images: list, config: SolverConfig, fg_hints=None, bg_hints=None) -> list[SegmentationResult]:
+def check_hints_option(hints, given: bool) -> None:
+    """``hints`` must be one of :data:`HINTS`; "none" with fg/bg hints given is a contradiction."""
+    if not isinstance(hints, str):
+        raise TypeError(f"segment: hints must be a str, one of {HINTS}, got {type(hints).__name__}")
+    if hints not in HINTS:
+        raise ValueError(f"segment: hints must be one of {HINTS}, got {hints!r}")
+    if given and hints == "none":
+        raise ValueError("segment: hints='none' runs without hints, but fg_hint and bg_hint were given; "
+                         "drop them, or drop hints='none'")
+
+
+def auto_hints(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sure-foreground and sure-background hints of a 1 x 3 x H x W image from its saliency map
+    (:mod:`doubledip.engine.saliency`): two 1 x 1 x H x W {0, 1} maps on the image's device."""
+    from doubledip.engine import saliency
+
+    s = saliency.saliency(hwc(image))
+    return tuple(torch.from_numpy(h)[None, None].to(image.device) for h in saliency.hints_from_saliency(s))
+
+
+def guide_radius(config: SolverConfig, size: tuple[int, int]) -> int:
+    """The guided filter's radius: 50 px (the reference), in fast mode FAST_GUIDE_RADIUS of the short side."""
+    return max(1, round(FAST_GUIDE_RADIUS * min(size))) if config.mode == "fast" else 50
+
+
+def segment_many(images: list, config: SolverConfig, fg_hints=None, bg_hints=None,
+                 hints: str = "auto") -> list[SegmentationResult]:
     """:func:`segment` for several images of one size in one batched run (hints: one per image,
-    or None)."""
+    or None; ``hints``: what runs for images without them, see :func:`segment`)."""
+    check_hints_option(hints, fg_hints is not None or bg_hints is not None)
     if (fg_hints is None) != (bg_hints is None):
         raise ValueError("segment: give both fg_hint and bg_hint, or neither; got "
                          f"fg_hint={'set' if fg_hints is not None else None}, "
@@ -144,41 +190,52 @@ def segment_many(images: list, config: SolverConfig, fg_hints=None, bg_hints=Non
     if fg_hints is not None:
         fg = torch.cat([load_hint(h, f"fg_hint[{i}]" if many else "fg_hint", size, dev) for i, h in enumerate(fg_hints)])
         bg = torch.cat([load_hint(h, f"bg_hint[{i}]" if many else "bg_hint", size, dev) for i, h in enumerate(bg_hints)])
+    elif hints == "auto":
+        fg, bg = (torch.cat(maps) for maps in zip(*(auto_hints(img) for img in imgs)))
     defaults = SPEC.defaults_for(config.mode)
     stages = split_iterations(config.iterations, defaults.stages)
     seeds = [config.seed + i for i in range(len(imgs))]
     with timed_run(config, sum(stages), "segment") as (reporter, start):
-        problem = SegmentationProblem(torch.cat(imgs), fg, bg, stages, seeds)
+        problem = SegmentationProblem(torch.cat(imgs), fg, bg, stages, seeds, fast=config.mode == "fast")
         run_problem(problem, config, config.lr or defaults.lr, reporter)
         best = problem.result()
         made = problem.result_made()
         results = []
         for b, img in enumerate(imgs):
-            refined = guided_filter(img, best["soft_mask"][b:b + 1], radius=50, eps=1e-4)
+            refined = guided_filter(img, best["soft_mask"][b:b + 1], radius=guide_radius(config, size), eps=1e-4)
             results.append(SegmentationResult(
                 task="segment", mask=hwc((refined > 0.5).float()), soft_mask=hwc(best["soft_mask"][b]),
                 foreground=hwc(best["foreground"][b]), background=hwc(best["background"][b]),
                 history=item_history(reporter.history, b), seconds=time.perf_counter() - start,
-                config=config.replace(seed=seeds[b]), fitted=problem.fitted(problem.inputs, b, made)))
+                config=config.replace(seed=seeds[b]), fitted=problem.fitted(problem.inputs, b, made),
+                hints=None if fg is None else {"fg": hwc(fg[b]), "bg": hwc(bg[b])}))
         return described(results, dev, image=list(zip(images, imgs)),
                          fg_hint=None if fg_hints is None else list(zip(fg_hints, imgs)),
                          bg_hint=None if bg_hints is None else list(zip(bg_hints, imgs)))
 
 
-def segment(image, config: SolverConfig | None = None, *, fg_hint=None, bg_hint=None,
+def segment(image, config: SolverConfig | None = None, *, fg_hint=None, bg_hint=None, hints: str = "auto",
             iterations: int | None = None, seed: int | None = None, device: str | None = None,
             progress: bool | None = None) -> SegmentationResult:
-    """Foreground/background segmentation, with hints (binary maps marking sure foreground and
-    sure background, keywords ``fg_hint`` and ``bg_hint``) or without (a weaker variant).
+    """Foreground/background segmentation, with hints: binary H x W maps marking sure foreground
+    and sure background (keywords ``fg_hint`` and ``bg_hint``).
+
+    hints: what runs when none are given. ``"auto"`` (default): hints from the image's saliency
+        map (:func:`doubledip.engine.saliency.hints_from_saliency`: the most salient region,
+        eroded, and the complement of the salient regions, dilated); ``"none"``: the authors'
+        hint-free variant (weaker). ``r.hints`` holds the maps used ({"fg", "bg"}, H x W; None
+        for "none"): edit them and pass them back as ``fg_hint`` / ``bg_hint``.
 
     Returns ``mask`` (H x W in {0, 1}), ``soft_mask``, ``foreground``, ``background``.
-    Default 2000 + 4000 iterations, lr 1e-3; the mask is refined by a guided filter.
+    Default 2000 + 4000 iterations, lr 1e-3; the mask is refined by a guided filter (radius
+    50). Fast mode: 200 + 400, stage 2 ending once the mask has settled, radius 1/8 of the
+    short side.
     """
     config = resolve(config, {"image": image, "fg_hint": fg_hint, "bg_hint": bg_hint}, iterations=iterations,
                      seed=seed, device=device, progress=progress)
     fg = None if fg_hint is None else [fg_hint]
     bg = None if bg_hint is None else [bg_hint]
-    return segment_many([image], config, fg, bg)[0]  # checks that both hints or neither came
+    return segment_many([image], config, fg, bg, hints)[0]  # checks that both hints or neither came
 
 
 # ---- the task's spec -----------------------------------------------------------------------
@@ -190,8 +247,8 @@ def export_recombination(names: list[str], result) -> dict:
         "recombine": [{"name": "image", "formula": "mask * foreground + (1 - mask) * background",
                        "op": "blend", "weight": "mask", "a": "foreground", "b": "background"}],
         "not_included": [
-            "the binary mask: the soft mask refined by a guided filter (radius 50, eps 1e-4) "
-            "with the input image as guide, then thresholded at 0.5",
+            "the binary mask: the soft mask refined by a guided filter (radius 50, eps 1e-4; fast mode: "
+            "radius 1/8 of the short side) with the input image as guide, then thresholded at 0.5",
             "the other stage end and the nets as the run ended: the result is the better of the two "
             "stage ends by PSNR (or the first iteration past 30 dB), and the files hold that "
             "iteration's generators (its weights, before the solver's update, and the inputs it ran "
@@ -200,26 +257,40 @@ def export_recombination(names: list[str], result) -> dict:
 
 def bench_problem(size: int, batch: int, device, fast: bool = False) -> BenchProblem:
     images, mask = bench_inputs(size, batch, device)
-    return BenchProblem(SegmentationProblem(images, mask, 1 - mask, DEFAULT_ITERATIONS, list(range(batch))), 1)
+    return BenchProblem(SegmentationProblem(images, mask, 1 - mask, DEFAULT_ITERATIONS, list(range(batch)), fast=fast), 1)
 
 
 def evaluation_cases(suite: str, size: int) -> list:
-    from doubledip.evaluation.cases import segment_case
+    """quick: the horse composite with hints and without (automatic hints). full: also the
+    astronaut on gravel with hints, the horse with ``hints="none"``, and the textured composites
+    (``evaluation.cases.SEGMENT_COMPOSITES``) with automatic hints and with ``hints="none"``."""
+    from doubledip.evaluation.cases import segment_case, segment_composites
 
     cases = [segment_case(size, hints=True), segment_case(size, hints=False)]
     if suite == "full":
         cases.append(segment_case(size, hints=True, foreground="astronaut", background="gravel"))
+        cases.append(segment_case(size, hints="none"))
+        cases += segment_composites(size, hints="auto") + segment_composites(size, hints="none")
     return cases
 
 
 def baselines(case) -> dict:
-    """With hints, the foreground hint as the mask; without, an Otsu threshold of the grey image
-    (scored with either polarity)."""
+    """With hints, the foreground hint as the mask. Without: an Otsu threshold of the grey image
+    (the polarity that scores better against the truth), and the saliency map that automatic
+    hints come from, thresholded alone (Otsu; with its seconds). The hint-free variant is a
+    row of its own (the ``hints="none"`` cases)."""
     if "fg_hint" in case.kwargs:
         return {"fg hint": {"mask": case.kwargs["fg_hint"]}}
-    from doubledip.evaluation.baselines import otsu_mask
+    from doubledip.evaluation.baselines import otsu_mask, saliency_threshold_mask
 
-    return {"otsu": {"mask": otsu_mask(case.args[0])}}
+    image, truth = case.args[0], case.truth["mask"]
+    otsu = otsu_mask(image)
+    if metrics.iou(1 - otsu, truth) > metrics.iou(otsu, truth):
+        otsu = 1 - otsu
+    start = time.perf_counter()
+    salient = saliency_threshold_mask(image)
+    return {"otsu": {"mask": otsu},
+            "saliency threshold": {"mask": salient, "seconds": time.perf_counter() - start}}
 
 
 SPEC = register(TaskSpec(
@@ -230,7 +301,10 @@ SPEC = register(TaskSpec(
                   batch_option="fg_hints"),
             Input("bg_hint", "map", "map marking sure background (needs fg_hint)", required=False,
                   batch_option="bg_hints")),
-    defaults={"reference": Defaults(DEFAULT_ITERATIONS, DEFAULT_LR), "fast": Defaults(DEFAULT_ITERATIONS, DEFAULT_LR)},
+    options=(Option("hints", "with no --fg-hint/--bg-hint: auto (default) computes hints from a saliency map "
+                    "(written as fg_hint.png, bg_hint.png); none runs the authors' hint-free variant",
+                    type=str, choices=HINTS),),
+    defaults={"reference": Defaults(DEFAULT_ITERATIONS, DEFAULT_LR), "fast": Defaults(FAST_ITERATIONS, DEFAULT_LR)},
     export=export_recombination, bench=bench_problem,
     evaluation=Evaluation(cases=evaluation_cases, score=metrics.score_segment, baselines=baselines,
                           primary="iou", fields=("mask", "soft_mask"), quick_iterations=400),
