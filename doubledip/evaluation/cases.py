@@ -354,3 +354,128 @@ def remove_watermark_multi_case(size: int = 128, images=("chelsea", "coffee", "a
     return Case("remove_watermark_multi", name or "+".join(images) + "_stamp", (marked,), {},
                 {"images": clean, "region": region, "alpha": alpha}, "psnr_region",
                 remove_watermark_multi_case.__doc__.strip().splitlines()[0])
+
+
+# ---- video cases (``doubledip evaluate --suite video``) --------------------------------------
+# Clips of ``frames`` frames with a known answer, every field T-leading (T x H x W x 3 frames,
+# T x H x W maps). ``truth["motion"]``: (dy, dx), how far the content's window moves per frame
+# (separation: one per layer), for the motion-compensated flicker. ``extra["frame_kwargs"]``: per
+# frame, the image task's keyword inputs (its hints), for the suite's per-frame runs.
+
+VIDEO_FRAMES = 6
+
+
+def _window(image: np.ndarray, top: int, left: int, size: int) -> np.ndarray:
+    return np.ascontiguousarray(image[top:top + size, left:left + size])
+
+
+def separate_video_case(size: int = 128, frames: int = VIDEO_FRAMES, first: str = "brick", second: str = "grass",
+                        motion=((0, 3), (-2, 0)), name: str | None = None) -> Case:
+    """Video separation: two textures mixed 1:1, each moving its own way (``motion``: per layer,
+    pixels per frame down and right; default: ``first`` to the right, ``second`` up).
+
+    Frame t is ``(L0_t + L1_t) / 2``; the truths are the half-intensity moving layers."""
+    size = _check_size(size)
+    reach = max(abs(d) for m in motion for d in m) * (frames - 1)
+    a = load_sample(first, size + reach, tint=_WARM)
+    b = load_sample(second, size + reach, tint=_COOL)
+    layers = []
+    for layer, (dy, dx) in zip((a, b), motion):
+        y0, x0 = (reach if dy < 0 else 0), (reach if dx < 0 else 0)
+        layers.append(np.stack([_window(layer, y0 + t * dy, x0 + t * dx, size) for t in range(frames)]))
+    mixture = ((layers[0] + layers[1]) / 2).astype(np.float32)
+    return Case("separate_video", name or f"{first}+{second}_moving", (mixture,), {},
+                {"layers": [layers[0] / 2, layers[1] / 2], "mixture": mixture, "motion": [tuple(m) for m in motion]},
+                "separation",
+                separate_video_case.__doc__.strip().splitlines()[0],
+                extra={"frame_kwargs": [{} for _ in range(frames)]})
+
+
+def dehaze_video_case(size: int = 128, frames: int = VIDEO_FRAMES, image: str = "astronaut",
+                      airlight=(0.82, 0.85, 0.9), pan: int = 4, name: str | None = None) -> Case:
+    """Video dehazing: a camera pan (``pan`` pixels per frame to the right) over a hazed scene,
+    ``I = t * J + (1 - t) * A``, the scene's depth (:func:`depth_transmission` over the whole
+    scene) panning with it. Truths: the clear frames, their transmissions and ``A``."""
+    size = _check_size(size)
+    reach = pan * (frames - 1)
+    scene = load_sample(image, size + reach)
+    t_scene = depth_transmission(size + reach)
+    a = np.asarray(airlight, np.float32).reshape(3)
+    clear = np.stack([_window(scene, reach // 2, t * pan, size) for t in range(frames)])
+    t = np.stack([_window(t_scene, reach // 2, k * pan, size) for k in range(frames)])
+    hazy = (t[..., None] * clear + (1 - t[..., None]) * a).astype(np.float32)
+    return Case("dehaze_video", name or f"{image}_haze_pan", (hazy,), {},
+                {"image": clear, "transmission": t, "airlight": a, "hazy": hazy, "motion": (0, pan)}, "psnr",
+                dehaze_video_case.__doc__.strip().splitlines()[0],
+                extra={"frame_kwargs": [{} for _ in range(frames)]})
+
+
+def segment_video_case(size: int = 128, frames: int = VIDEO_FRAMES, foreground: str = "coffee",
+                       background: str = "grass", shape: str = "horse", speed: int | None = None,
+                       name: str | None = None) -> Case:
+    """Video segmentation: an object (the ``horse`` silhouette filled with the ``foreground``
+    photo, 3/4 of the frame) moving ``speed`` pixels per frame (default ``size // 32``) to the right over a still,
+    warm-tinted ``background`` texture. Hints per frame: the true mask and its complement
+    eroded by ``size // 32`` pixels."""
+    size = _check_size(size)
+    speed = max(1, size // 32) if speed is None else int(speed)
+    side = size * 3 // 4
+    shape_mask = _load_mask(shape, side)
+    fg_image = load_sample(foreground, side)
+    bg = load_sample(background, size, tint=_WARM)
+    top = (size - side) // 2
+    reach = speed * (frames - 1)
+    left0 = max(0, (size - side - reach) // 2)
+    masks, images = [], []
+    for t in range(frames):
+        m = np.zeros((size, size), np.float32)
+        fg = np.zeros_like(bg)
+        left = min(left0 + t * speed, size - side)
+        m[top:top + side, left:left + side] = shape_mask
+        fg[top:top + side, left:left + side] = fg_image
+        masks.append(m)
+        images.append(m[..., None] * fg + (1 - m[..., None]) * bg)
+    mask, clip = np.stack(masks), np.stack(images).astype(np.float32)
+    r = max(1, size // 32)
+    fg_hints = np.stack([_erode(m, r) for m in masks])
+    bg_hints = np.stack([_erode(1 - m, r) for m in masks])
+    return Case("segment_video", name or f"{shape}_moving_hints", (clip,), {"fg_hints": fg_hints, "bg_hints": bg_hints},
+                {"mask": mask, "fg_hint": fg_hints, "bg_hint": bg_hints, "motion": (0, -speed)}, "iou",
+                segment_video_case.__doc__.strip().splitlines()[0],
+                extra={"frame_kwargs": [{"fg_hint": fg_hints[t], "bg_hint": bg_hints[t]} for t in range(frames)]})
+
+
+def video_cases(task: str, suite: str, size: int) -> list:
+    """The video suite's cases of ``task`` (``separate_video``, ``dehaze_video`` or
+    ``segment_video``); none for the image suites."""
+    if suite != "video":
+        return []
+    builders = {"separate_video": separate_video_case, "dehaze_video": dehaze_video_case,
+                "segment_video": segment_video_case}
+    if task not in builders:
+        raise ValueError(f"no video cases for task {task!r}; expected one of {sorted(builders)}")
+    return [builders[task](size)]
+
+
+def video_baselines(case: Case) -> dict:
+    """The method-free baselines of a video case, per frame, T-leading like the results: the
+    mixture halved (separation), the hazy input and the dark channel prior run on each frame
+    alone, with its own airlight (dehazing), the foreground hint (segmentation)."""
+    import time
+
+    clip = case.args[0]
+    if case.task == "separate_video":
+        return {"mixture/2": {"layers": [clip / 2, clip / 2]}}
+    if case.task == "dehaze_video":
+        from doubledip.evaluation.baselines import dark_channel_prior
+
+        start = time.perf_counter()
+        per_frame = [dark_channel_prior(frame) for frame in clip]
+        dcp = {"image": np.stack([d["image"] for d in per_frame]),
+               "transmission": np.stack([d["transmission"] for d in per_frame]),
+               "airlight": np.mean([d["airlight"] for d in per_frame], axis=0),
+               "seconds": time.perf_counter() - start}
+        return {"hazy input": {"image": clip}, "dark channel prior per frame": dcp}
+    if case.task == "segment_video":
+        return {"fg hint": {"mask": case.kwargs["fg_hints"]}}
+    raise ValueError(f"no video baselines for task {case.task!r}")

@@ -23,7 +23,8 @@ from doubledip.engine.tasks import registry
 from doubledip.evaluation import baselines as _baselines
 from doubledip.evaluation import cases as _cases
 
-__all__ = ["SUITES", "evaluated_tasks", "evaluate", "run_case", "format_table", "write_rows"]
+__all__ = ["SUITES", "evaluated_tasks", "evaluate", "run_case", "format_table", "write_rows",
+           "evaluate_video", "run_video_case", "format_video_table", "score_video", "flicker"]
 
 #: Per suite: image size, whether tasks run their quick iteration counts (``Evaluation.
 #: quick_iterations``) or their defaults, repeats for the tasks that repeat (None: default), and
@@ -160,6 +161,8 @@ def evaluate(suite: str = "quick", tasks: Optional[Iterable[str]] = None, mode: 
     """
     if suite not in SUITES:
         raise ValueError(f"suite must be one of {sorted(SUITES)}, received {suite!r}")
+    if suite == "video":  # clips, scored per frame and for flicker (see evaluate_video)
+        return evaluate_video(tasks, mode, device, seed, iterations, log_every, out_dir, size, report)
     spec = SUITES[suite]
     size = spec["size"] if size is None else size
     log_every = spec["log_every"] if log_every is None else log_every
@@ -236,5 +239,231 @@ def format_table(rows: list[dict]) -> str:
                  _fmt(r["seconds"], 1), _fmt(r["s_per_iter"], 3), key, _fmt(r["metrics"].get(key), 3),
                  f"{_fmt(base['metrics'].get(key), 3)} ({base_name})",
                  _fmt(r.get("gain", {}).get(key), 3), others]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# ---- the video suite (``evaluate(suite="video")``, ``doubledip evaluate --suite video``) -------
+# Per video task (``registry.tasks("video")``): its clip with a known answer (the truth's ``motion``: how the
+# content moves per frame, for the flicker) run as one problem,
+# scored per frame (the frame task's scorer, averaged over the frames, and the primary metric's
+# worst frame) and for flicker; against the same task run on each frame alone at equal total
+# wall time, one frame alone at the clip's iteration count (the time a single-frame run takes),
+# and the task's method-free baselines per frame (the dark channel prior for dehazing).
+
+SUITES["video"] = {"size": 128, "log_every": 25, "repeats": None, "quick": True, "frames": 6}
+
+
+def flicker(estimate, truth, motion=(0, 0)) -> float:
+    """The frame-to-frame change of the error, motion-compensated: ``mean_t mean |e_{t+1} -
+    warp(e_t)|`` with ``e_t = estimate_t - truth_t`` (T x H x W [x C] arrays, T >= 2).
+
+    motion: (dy, dx), how far the content's window moves per frame (a camera pan): pixel
+    (y, x) of frame t+1 shows what pixel (y + dy, x + dx) of frame t showed, so an error that
+    moves with the content (a stable result) is compared with itself, on the frames' overlap.
+    0 when every frame's error is its predecessor's, moved (a perfect result, or a bias that
+    moves with the scene); a result right on average but different on every frame scores high.
+    """
+    e = np.asarray(estimate, np.float64) - np.asarray(truth, np.float64)
+    if e.ndim < 3 or e.shape[0] < 2:
+        raise ValueError(f"flicker needs T x H x W [x C] arrays with T >= 2, received shape {e.shape}")
+    dy, dx = (int(m) for m in motion)
+    H, W = e.shape[1:3]
+    if abs(dy) >= H or abs(dx) >= W:
+        raise ValueError(f"flicker: motion {motion} leaves no overlap between {H}x{W} frames")
+    # rows y of frame t+1 with y + dy inside frame t; the same for columns
+    ys, xs = slice(max(0, -dy), H - max(0, dy)), slice(max(0, -dx), W - max(0, dx))
+    ys_prev, xs_prev = slice(ys.start + dy, ys.stop + dy), slice(xs.start + dx, xs.stop + dx)
+    return float(np.mean(np.abs(e[1:, ys, xs] - e[:-1, ys_prev, xs_prev])))
+
+
+def _frame(value, t: int):
+    """Frame t of a clip-shaped field (a list of clips: each one's frame; a value such as the
+    airlight, shared by the frames: itself)."""
+    if isinstance(value, (list, tuple)):
+        return [np.asarray(v)[t] for v in value]
+    a = np.asarray(value)
+    return a[t] if a.ndim >= 3 else a
+
+
+def score_video(task: str, outputs: dict, truth: dict) -> dict:
+    """A video task's outputs (T-leading fields) against the truth: every metric of the frame
+    task's scorer averaged over the frames, ``<primary>_min`` (its worst frame), and
+    ``flicker`` of the main output (separation: of the two layers, under the one assignment of
+    layers to truths that fits the whole clip best; a per-frame swap is flicker)."""
+    spec = registry.get(task)
+    frame_eval = registry.get(spec.extra["frame_task"]).evaluation
+    first = next(v for v in outputs.values() if isinstance(v, (list, tuple, np.ndarray)))
+    frames = len(first[0]) if isinstance(first, (list, tuple)) else len(first)
+    motion = truth.get("motion")
+    truth = {k: v for k, v in truth.items() if k != "motion"}
+    per_frame = [frame_eval.score({k: _frame(v, t) for k, v in outputs.items()},
+                                  {k: _frame(v, t) for k, v in truth.items()}) for t in range(frames)]
+    keys = [k for k in per_frame[0] if k != "swapped" and not k[-2:] in ("_0", "_1")]
+    out = {k: float(np.mean([m[k] for m in per_frame])) for k in keys}
+    primary = spec.evaluation.primary
+    out[f"{primary}_min"] = float(min(m[primary] for m in per_frame))
+    if task == "separate_video":
+        est, ref = [np.asarray(x) for x in outputs["layers"]], [np.asarray(x) for x in truth["layers"]]
+        straight = sum(float(np.mean((e - r) ** 2)) for e, r in zip(est, ref))
+        swapped = sum(float(np.mean((e - r) ** 2)) for e, r in zip(est[::-1], ref))
+        if swapped < straight:
+            est = est[::-1]
+        motions = motion or [(0, 0), (0, 0)]  # per true layer
+        out["flicker"] = float(np.mean([flicker(e, r, m) for e, r, m in zip(est, ref, motions)]))
+    elif task == "dehaze_video":
+        out["flicker"] = flicker(outputs["image"], truth["image"], motion or (0, 0))
+    else:
+        out["flicker"] = flicker(outputs["mask"], truth["mask"], motion or (0, 0))
+    out["frames"] = frames
+    return out
+
+
+def _stack_results(results: list, fields: tuple) -> dict:
+    """Per-frame results -> clip-shaped outputs (T-leading; lists per entry; one shared value
+    such as the airlight: the frames' mean)."""
+    out = {}
+    for name in fields:
+        values = [getattr(r, name, None) for r in results]
+        if any(v is None for v in values):
+            continue
+        if isinstance(values[0], (list, tuple)):
+            out[name] = [np.stack([v[i] for v in values]) for i in range(len(values[0]))]
+        elif np.asarray(values[0]).ndim >= 2:
+            out[name] = np.stack(values)
+        else:
+            out[name] = np.mean(values, axis=0)
+    return out
+
+
+def _frame_run(frame_task: str, case, t: int, iterations: int, mode: str, device: str, seed: int):
+    import doubledip as dd
+
+    config = dd.SolverConfig(iterations=iterations, mode=mode, device=device, seed=seed, log_every=10 ** 6)
+    clip = case.args[0]
+    return registry.get(frame_task).run(clip[t], config=config, **case.extra["frame_kwargs"][t])
+
+
+def per_frame_iterations(frame_task: str, case, seconds_per_frame: float, iterations: int, mode: str,
+                         device: str, seed: int) -> tuple[int, dict]:
+    """The iteration count at which a run of ``frame_task`` on one frame of ``case`` takes
+    ``seconds_per_frame``: its wall time fitted as ``a + b * n`` from two short runs on frame 0
+    (setup and post-processing in ``a``). Returns (count, the fit)."""
+    n1 = max(8, iterations // 12)
+    s1 = _frame_run(frame_task, case, 0, n1, mode, device, seed).seconds
+    s2 = _frame_run(frame_task, case, 0, 2 * n1, mode, device, seed).seconds
+    b = max((s2 - s1) / n1, 1e-6)
+    a = max(s1 - b * n1, 0.0)
+    return max(4, int((seconds_per_frame - a) / b)), {"setup_seconds": a, "seconds_per_iteration": b}
+
+
+def run_video_case(case, *, iterations: Optional[int] = None, mode: str = "reference", device: str = "auto",
+                   seed: int = 0, log_every: int = 25, with_baselines: bool = True,
+                   frames_per_step: Optional[int] = None) -> dict:
+    """Run a video ``case`` as one clip and return its row: the clip's per-frame metrics and
+    flicker, and (``with_baselines``) the baselines: ``per-frame runs, equal time`` (the frame
+    task on each frame alone, all of them together taking the clip's wall time), ``one frame
+    alone`` (the middle frame at the clip's iteration count: ``time_ratio`` is the clip's wall
+    time over its), and the task's method-free baselines."""
+    import doubledip as dd
+
+    spec = registry.get(case.task)
+    evaluation, frame_task = spec.evaluation, spec.extra["frame_task"]
+    clip = case.args[0]
+    T, H, W = (int(s) for s in clip.shape[:3])
+    config = dd.SolverConfig(iterations=iterations, mode=mode, device=device, seed=seed, log_every=log_every)
+    options = {} if frames_per_step is None else {"frames_per_step": frames_per_step}
+    start = time.perf_counter()
+    result = spec.run(*case.args, config=config, **case.kwargs, **options)
+    wall = time.perf_counter() - start
+    done = iterations if iterations is not None else spec.defaults_for(mode).iterations_per_image
+    outputs = {k: getattr(result, k) for k in evaluation.fields if getattr(result, k, None) is not None}
+    row = {"task": case.task, "case": case.name, "description": case.description, "size": [H, W], "frames": T,
+           "iterations": done, "seconds": float(result.seconds), "wall_seconds": wall,
+           "s_per_iter": float(result.seconds) / done, "primary": case.primary,
+           "metrics": score_video(case.task, outputs, case.truth), "mode": mode, "device": device, "seed": seed,
+           "frames_per_step": frames_per_step, "curve": [{k: v for k, v in rec.items() if isinstance(v, (int, float))}
+                                                          for rec in result.history]}
+    if with_baselines:
+        baselines = {}
+        n, fit = per_frame_iterations(frame_task, case, result.seconds / T, done, mode, device, seed)
+        runs = [_frame_run(frame_task, case, t, n, mode, device, seed + t) for t in range(T)]
+        baselines["per-frame runs, equal time"] = {
+            "metrics": score_video(case.task, _stack_results(runs, evaluation.fields), case.truth),
+            "seconds": float(sum(r.seconds for r in runs)), "iterations_per_frame": n, **fit}
+        middle = T // 2
+        alone = _frame_run(frame_task, case, middle, done, mode, device, seed)
+        frame_score = registry.get(frame_task).evaluation.score
+        same_frame = frame_score({k: _frame(v, middle) for k, v in outputs.items()},
+                                 {k: _frame(v, middle) for k, v in case.truth.items() if k != "motion"})
+        baselines["one frame alone"] = {
+            "metrics": frame_score({k: getattr(alone, k) for k in evaluation.fields if getattr(alone, k, None) is not None},
+                                   {k: _frame(v, middle) for k, v in case.truth.items() if k != "motion"}),
+            "seconds": float(alone.seconds), "frame": middle, "iterations": done,
+            "clip_metrics_same_frame": same_frame, "time_ratio": float(result.seconds) / float(alone.seconds)}
+        for name, outs in evaluation.baselines(case).items():
+            entry = {"metrics": score_video(case.task, {k: v for k, v in outs.items() if k != "seconds"}, case.truth)}
+            if "seconds" in outs:
+                entry["seconds"] = float(outs["seconds"])
+            baselines[name] = entry
+        row["baselines"] = baselines
+        first = baselines["per-frame runs, equal time"]["metrics"]
+        row["gain"] = _gains(row["metrics"], first)
+    return _finite(row)
+
+
+def evaluate_video(tasks: Optional[Iterable[str]] = None, mode: str = "reference", device: str = "auto",
+                   seed: int = 0, iterations: Optional[int] = None, log_every: Optional[int] = None,
+                   out_dir=None, size: Optional[int] = None, report: Optional[Callable[[dict], None]] = None,
+                   frames_per_step: Optional[int] = None) -> list[dict]:
+    """The video suite: every video task's cases (``registry.tasks("video")``) through
+    :func:`run_video_case`. Arguments as :func:`evaluate` (``tasks``: video API names, e.g.
+    ``"dehaze_video"``); writes ``out_dir/evaluation.json`` with ``out_dir``."""
+    spec = SUITES["video"]
+    size = spec["size"] if size is None else size
+    log_every = spec["log_every"] if log_every is None else log_every
+    known = [s.name for s in registry.tasks("video") if s.evaluation is not None]
+    if isinstance(tasks, str):
+        tasks = [t.strip() for t in tasks.split(",") if t.strip()]
+    unknown = [t for t in (tasks or []) if t not in known]
+    if unknown:
+        raise ValueError(f"unknown video task(s) {unknown}; expected some of {known}")
+    meta = _environment("video")
+    rows = []
+    for name in (tasks or known):
+        evaluation = registry.get(name).evaluation
+        for case in evaluation.cases("video", size):
+            n = evaluation.quick_iterations if iterations is None else iterations
+            row = run_video_case(case, iterations=n, mode=mode, device=device, seed=seed, log_every=log_every,
+                                 frames_per_step=frames_per_step)
+            row.update(meta)
+            rows.append(row)
+            if report is not None:
+                report(row)
+            if out_dir is not None:
+                write_rows(rows, out_dir)
+    return rows
+
+
+def format_video_table(rows: list[dict]) -> str:
+    """The video rows as a Markdown table: the primary metric (mean over frames) and flicker of
+    the clip run and of each baseline, and the clip's time against one frame alone."""
+    head = ["task", "case", "frames x size", "iters", "seconds", "metric", "clip", "clip flicker",
+            "per-frame runs (equal time)", "flicker", "one frame alone", "time ratio", "other baselines"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        key, b = r["primary"], r.get("baselines", {})
+        eq, alone = b.get("per-frame runs, equal time", {}), b.get("one frame alone", {})
+        others = "; ".join(f"{n}: {_fmt(v['metrics'].get(key), 3)} (flicker {_fmt(v['metrics'].get('flicker'), 4)})"
+                           for n, v in b.items() if n not in ("per-frame runs, equal time", "one frame alone"))
+        same = alone.get("clip_metrics_same_frame", {}).get(key)
+        cells = [r["task"], r["case"], f"{r['frames']} x {'x'.join(map(str, r['size']))}", _fmt(r["iterations"]),
+                 _fmt(r["seconds"], 1), key, _fmt(r["metrics"].get(key), 3), _fmt(r["metrics"].get("flicker"), 4),
+                 f"{_fmt(eq.get('metrics', {}).get(key), 3)} ({_fmt(eq.get('iterations_per_frame'))} it/frame, "
+                 f"{_fmt(eq.get('seconds'), 1)} s)" if eq else "-",
+                 _fmt(eq.get("metrics", {}).get("flicker"), 4) if eq else "-",
+                 f"{_fmt(alone.get('metrics', {}).get(key), 3)} vs clip {_fmt(same, 3)} (frame {alone.get('frame')}, "
+                 f"{_fmt(alone.get('seconds'), 1)} s)" if alone else "-",
+                 _fmt(alone.get("time_ratio"), 2) if alone else "-", others or "-"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
