@@ -65,17 +65,37 @@ def test_chunks_partition_the_clip_strided(frames, per_step):
 
 
 @pytest.mark.parametrize("n", range(1, 10))
-def test_tracked_iterations_visit_every_chunk_and_so_do_the_others(n):
+@pytest.mark.parametrize("every,offset", [(8, 0), (50, 49), (1, 0)])
+def test_tracked_iterations_visit_every_chunk_and_so_do_the_others(n, every, offset):
     class Axis(video.FrameAxis):
-        track_every = 8
+        track_every, track_offset = every, offset
 
     axis = Axis()
     axis.chunks = [None] * n
-    ks = range(8 * n * 4)
-    tracked = [axis.chunk_at(k) for k in ks if k % 8 == 0]
-    untracked = [axis.chunk_at(k) for k in ks if k % 8]
-    assert sorted(set(tracked)) == list(range(n)) and tracked.count(0) == tracked.count(n - 1)
-    assert untracked.count(0) == untracked.count(n - 1) == len(untracked) // n
+    ks = range(every * n * 4)
+    tracked = [axis.chunk_at(k) for k in ks if k % every == offset]
+    untracked = [axis.chunk_at(k) for k in ks if k % every != offset]
+    assert tracked == [i % n for i in range(len(tracked))]
+    assert not untracked or untracked == [i % n for i in range(len(untracked))]
+
+
+def test_fast_segmentation_stops_once_every_frames_mask_has_settled(monkeypatch):
+    from doubledip.engine.tasks import segmentation
+    from doubledip.engine.tasks.segmentation import SETTLE_EVERY
+
+    monkeypatch.setattr(segmentation, "noise_sigma", lambda stage, k, last: 0.0)  # unperturbed inputs
+    frames = torch.from_numpy(_clip(3)).permute(0, 3, 1, 2).contiguous()
+    fg, bg = (torch.from_numpy(m[:3])[:, None] for m in _hints(3))
+    v = video.VideoSegmentationProblem(frames, fg, bg, (10, 1000), 0, per_step=1, fast=True)
+    stops = []
+    with torch.no_grad():  # fixed weights, no input noise: every mask settles at its second check
+        for k in range(SETTLE_EVERY * 6):
+            v.step(1, k, False)
+            stop = v.stop_requested(1)
+            stops.append(bool(stop) if stop is not None else None)
+    first = stops.index(True)
+    assert first == SETTLE_EVERY * 6 - 1  # each of the 3 chunks checked twice, in turn
+    assert sorted(v.state.settle_seen) == [0, 1, 2]
 
 
 def _copy_into(image_problem, video_problem, j, fields):

@@ -181,9 +181,11 @@ class FrameAxis:
     """
 
     frame_fields: tuple[str, ...] = ()
-    # the image step's tracking period: its steps k % track_every == 0 take result candidates;
-    # the chunk schedule gives those steps to every chunk in turn
+    # the image step's tracked iterations, k % track_every == track_offset (it takes result
+    # candidates there, or checks a stopping rule): the chunk schedule gives them to every chunk
+    # in turn
     track_every: int = 1
+    track_offset: int = 0
 
     def _init_frames(self, frames: int, per_step: int, device) -> None:
         self.frame_count = int(frames)
@@ -219,13 +221,14 @@ class FrameAxis:
     # -- the chunk schedule
 
     def chunk_at(self, k: int) -> int:
-        """The chunk of iteration ``k``: the tracked iterations (k % track_every == 0) cycle
-        through the chunks, and so do the others, each stream in its own turn (a plain k % n
-        would give every tracked step to one chunk when n divides track_every)."""
-        n, te = len(self.chunks), self.track_every
-        if k % te == 0:
-            return (k // te) % n
-        return (k - k // te - 1) % n  # untracked iterations before k
+        """The chunk of iteration ``k``: the tracked iterations cycle through the chunks, and so
+        do the others, each stream in its own turn (a plain k % n would give every tracked
+        iteration to one chunk when n divides track_every)."""
+        n, te, off = len(self.chunks), self.track_every, self.track_offset
+        tracked_up_to_k = (k - off) // te + 1 if k >= off else 0  # tracked iterations <= k
+        if k >= off and (k - off) % te == 0:
+            return (tracked_up_to_k - 1) % n
+        return (k - tracked_up_to_k) % n  # untracked iterations before k
 
     @contextmanager
     def viewing(self, chunk: int, stage: int):
@@ -305,10 +308,12 @@ class VideoDehazeProblem(FrameAxis, dehazing.DehazeProblem):
 
 class _LatchedFrames:
     """Segmentation's per-frame stage state: the current outputs and PSNR (T,), and in stage 2
-    whether each frame has passed the stopping PSNR (its outputs are then latched)."""
+    whether each frame has passed the stopping PSNR or (fast mode) its mask has settled (its
+    outputs are then latched), and the binary mask of its last settle check."""
 
     def __init__(self):
-        self.psnr = self.outputs = self.stopped = None
+        self.psnr = self.outputs = self.stopped = self.settle = None
+        self.settle_seen: list[int] = []  # chunks with a settle check this stage
         # chunks stored this stage (host side: no device read; a list, which checkpoints keep)
         self.seen: list[int] = []
 
@@ -317,11 +322,14 @@ class VideoSegmentationProblem(FrameAxis, segmentation.SegmentationProblem):
     """frames: T x 3 x H x W; fg, bg: T x 1 x H x W hints or None."""
 
     frame_fields = ("image", "target", "fg", "bg", "mask_target", "inputs")
-    track_every = 1  # stage 2 takes a candidate every iteration
 
-    def __init__(self, frames, fg, bg, iterations, seed, per_step=3):
+    def __init__(self, frames, fg, bg, iterations, seed, per_step=3, fast: bool = False):
         self._init_frames(frames.shape[0], per_step, frames.device)
-        super().__init__(frames, fg, bg, iterations, [seed])
+        super().__init__(frames, fg, bg, iterations, [seed], fast=fast)
+        # stage 2 takes a candidate every iteration; fast mode checks whether the mask has
+        # settled at k % SETTLE_EVERY == SETTLE_EVERY - 1: those go to every chunk in turn
+        if fast:
+            self.track_every, self.track_offset = segmentation.SETTLE_EVERY, segmentation.SETTLE_EVERY - 1
         self.made = _NO_SNAPSHOT
         self.state = _LatchedFrames()
 
@@ -336,13 +344,14 @@ class VideoSegmentationProblem(FrameAxis, segmentation.SegmentationProblem):
             seen = stage == 1 and chunk in s.seen
             self.current = (s.psnr[idx], {n: v[idx] for n, v in s.outputs.items()}) if seen else None
             self.stopped = s.stopped[idx] if seen else None
+            self.settle_mask = s.settle[idx] if stage == 1 and chunk in s.settle_seen else None
             self.made = _NO_SNAPSHOT
             try:
                 yield idx
                 if self.current is not None:
                     self._store(chunk, idx, stage)
             finally:
-                self.current = self.stopped = None
+                self.current = self.stopped = self.settle_mask = None
                 self.made = _NO_SNAPSHOT
 
     def _store(self, chunk: int, idx: torch.Tensor, stage: int) -> None:
@@ -357,6 +366,13 @@ class VideoSegmentationProblem(FrameAxis, segmentation.SegmentationProblem):
             s.outputs[n][idx] = v.detach()
         if stage == 1 and self.stopped is not None:
             s.stopped[idx] = self.stopped
+        if stage == 1 and getattr(self, "settle_mask", None) is not None:  # fast mode's settle check ran
+            if s.settle is None:
+                s.settle = torch.zeros((self.frame_count, *self.settle_mask.shape[1:]), dtype=torch.bool,
+                                       device=psnr.device)
+            s.settle[idx] = self.settle_mask
+            if chunk not in s.settle_seen:
+                s.settle_seen.append(chunk)
         if chunk not in s.seen:
             s.seen.append(chunk)
 
@@ -583,7 +599,8 @@ def segment_video(frames, config: SolverConfig | None = None, *, fg_hints=None, 
     fg_hints, bg_hints: one map per frame (as the clip: a video file, a folder or list of maps, a
     T x H x W array), both or neither. frames_per_step: frames fitted per iteration (default 3).
     Returns ``mask`` (T x H x W in {0, 1}), ``soft_mask`` (T x H x W), ``foreground`` and
-    ``background`` (T x H x W x 3); each frame's mask refined by a guided filter.
+    ``background`` (T x H x W x 3); each frame's mask refined by a guided filter. Iterations,
+    lr and fast mode (stage 2 ending once every frame's mask has settled) as :func:`doubledip.segment`.
     """
     config = resolve(config, {"frames": frames, "fg_hints": fg_hints, "bg_hints": bg_hints}, iterations=iterations,
                      seed=seed, device=device, progress=progress)
@@ -600,10 +617,11 @@ def segment_video(frames, config: SolverConfig | None = None, *, fg_hints=None, 
     defaults = segmentation.SPEC.defaults_for(config.mode)
     stages = split_iterations(config.iterations, defaults.stages)
     with timed_run(config, sum(stages), "segment video") as (reporter, start):
-        problem = VideoSegmentationProblem(x, fg, bg, stages, config.seed, per_step)
+        problem = VideoSegmentationProblem(x, fg, bg, stages, config.seed, per_step, fast=config.mode == "fast")
         run_problem(problem, config, config.lr or defaults.lr, reporter)
         best = problem.result()
-        refined = torch.cat([guided_filter(x[t:t + 1], best["soft_mask"][t:t + 1], radius=50, eps=1e-4)
+        radius = segmentation.guide_radius(config, clip.size)  # the image task's (fast mode: 1/8 of the short side)
+        refined = torch.cat([guided_filter(x[t:t + 1], best["soft_mask"][t:t + 1], radius=radius, eps=1e-4)
                              for t in range(len(x))])
         result = VideoSegmentationResult(
             task="segment_video", mask=frames_hwc((refined > 0.5).float()), soft_mask=frames_hwc(best["soft_mask"]),
