@@ -33,6 +33,7 @@ _PUBLIC = {
     "run_many": "doubledip.runs.batch",
     "evaluate": "doubledip.evaluation.suite",
     "load_exported": "doubledip.exported",
+    "ShortRunWarning": "doubledip.engine.results",
 }
 
 __all__ = sorted(_PUBLIC)

@@ -256,6 +256,10 @@ def _run(args) -> Path:
 
 def _save(result, folder: Path, args, extra_images: dict, partial: bool = False) -> None:
     """Write one result (and its export) into ``folder``; an unwritable folder is a usage error."""
+    if getattr(result, "stopped_at", None) is not None:
+        print(f"doubledip: stopped at iteration {result.stopped_at + 1}: {result.stop_reason}", file=sys.stderr)
+    for message in getattr(result, "warnings", ()):
+        print(f"doubledip: warning: {message}", file=sys.stderr)
     try:
         result.save(folder, overwrite=args.overwrite, extra_images=extra_images or None)
         if partial:
@@ -279,8 +283,14 @@ def _write(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
+    from doubledip.engine.results import ShortRunWarning
+
     parser = build_parser()
     args = None
+    # the CLI prints a result's warnings as its own lines (_save), not as Python warnings
+    warnings.filterwarnings("ignore", category=ShortRunWarning)
     try:
         args = parser.parse_args(argv)
         return int(args.func(args) or 0)

@@ -18,15 +18,15 @@ def _image(seed=0, h=24, w=30):
 
 def test_plateau_stop_waits_for_patience_after_the_last_gain():
     stop = PlateauStop(patience=100, min_gain=0.05, min_iterations=150)
-    assert not stop.should_stop(0, 10.0)
-    assert not stop.should_stop(50, 12.0)
-    assert not stop.should_stop(149, 12.04)  # no real gain, but before min_iterations
-    assert not stop.should_stop(149, None)
-    assert stop.should_stop(150, 12.01)  # 100 iterations since the last gain (at 50)
+    assert not stop.should_stop(0, {'psnr': 10.0})
+    assert not stop.should_stop(50, {'psnr': 12.0})
+    assert not stop.should_stop(149, {'psnr': 12.04})  # no real gain, but before min_iterations
+    assert not stop.should_stop(149, {'psnr': None})
+    assert stop.should_stop(150, {'psnr': 12.01})  # 100 iterations since the last gain (at 50)
     fresh = PlateauStop(patience=100, min_gain=0.05, min_iterations=0)
-    assert not fresh.should_stop(0, [10.0, 12.0])
-    assert not fresh.should_stop(90, [10.0, 12.2])  # the batch mean rose by 0.1
-    assert fresh.should_stop(190, [10.0, 12.2])
+    assert not fresh.should_stop(0, {'psnr': [10.0, 12.0]})
+    assert not fresh.should_stop(90, {'psnr': [10.0, 12.2]})  # the batch mean rose by 0.1
+    assert fresh.should_stop(190, {'psnr': [10.0, 12.2]})
 
 
 def test_early_stop_is_on_in_fast_mode_only_unless_asked():
@@ -198,3 +198,20 @@ def test_fast_separation_halves_the_input_noise_after_the_ramp(monkeypatch):
     # two layer nets, each perturbed: reference, then fast
     assert sigmas == [ramp] * 2 + [1 / 1000] * 2 + [ramp] * 2 + [separation.FAST_SIGMA_AFTER_RAMP] * 2
     assert separation.FAST_SIGMA_AFTER_RAMP == 5e-4
+
+
+def test_every_result_says_why_its_run_ended(monkeypatch, tmp_path):
+    """stop_reason / stopped_at: the cap, the stopping rule's reason, no fit; saved in result.json."""
+    import json
+
+    from doubledip.engine import solver
+
+    plain = dd.separate(_image(), dd.SolverConfig(iterations=6, log_every=2))
+    assert (plain.stop_reason, plain.stopped_at) == ("iterations", None)
+    monkeypatch.setattr(solver, "PlateauStop", lambda: PlateauStop(patience=4, min_gain=100.0, min_iterations=0))
+    stopped = dd.separate_pair(_image(1), _image(2), dd.SolverConfig(iterations=50, log_every=2, early_stop=True))
+    assert stopped.stopped_at == 5 and stopped.stop_reason.startswith("plateau: psnr")
+    classic = dd.dehaze(_image(3), method="dcp")
+    assert (classic.stop_reason, classic.stopped_at) == ("no fit", None)
+    saved = json.loads((stopped.save(tmp_path / "r") / "result.json").read_text())
+    assert saved["run"]["stop_reason"] == stopped.stop_reason and saved["run"]["stopped_at"] == 5

@@ -419,7 +419,7 @@ class Session:
             "adam": None if optimizer is None else _adam_state(optimizer), "rng": _rng_state(),
             "history": list(self.reporter.history), "done": self.reporter.done,
             "stopper": None if self.stopper is None else dict(vars(self.stopper)),
-            "stopped_early_at": self.ctx.stopped_early_at})
+            "stopped_early_at": self.ctx.stopped_early_at, "stop_reason": self.ctx.stop_reason})
 
     def _restore(self, optimizer) -> None:
         s = self.saved
@@ -436,6 +436,7 @@ class Session:
         if self.stopper is not None and s["stopper"] is not None:
             vars(self.stopper).update(s["stopper"])
         self.ctx.stopped_early_at = s["stopped_early_at"]
+        self.ctx.stop_reason = s.get("stop_reason")
 
 
 def session(problem, config, lr: float, reporter, extra, first_iteration: int, stopper, ctx) -> Optional[Session]:

@@ -22,6 +22,20 @@ RESULT_VERSION = 1  # result.json's "doubledip_result": marks the file (and the 
 EXPORT_FOLDER = "export"  # where the CLI (and result.export's docs) put a result's export
 
 
+class ShortRunWarning(UserWarning):
+    """A run ended before its outputs beat the trivial answer (judged without ground truth);
+    the result's ``warnings`` hold the same message."""
+
+
+def warn_short_run(result: "_ResultBase", message: str) -> None:
+    """Record ``message`` on ``result`` (its ``warnings``, saved in result.json) and issue it as a
+    :class:`ShortRunWarning` (the CLI prints the result's warnings itself)."""
+    import warnings
+
+    result.warnings.append(message)
+    warnings.warn(message, ShortRunWarning, stacklevel=3)
+
+
 def _jsonable(v: Any) -> Any:
     if isinstance(v, float):
         return v if math.isfinite(v) else None
@@ -48,6 +62,12 @@ class _ResultBase:
     # describe_run); filled by the task functions.
     device: str = ""
     inputs: dict = field(default_factory=dict, repr=False)
+    # why the run ended: "iterations" (it ran its iteration count), or the stopping rule's or
+    # the problem's own reason, with the iteration it stopped at (None: its cap); and the
+    # warnings the run raised (a short run whose outputs are not yet past the trivial answer)
+    stop_reason: str = ""
+    stopped_at: Optional[int] = None
+    warnings: list = field(default_factory=list)
 
     _IMAGE_FIELDS: ClassVar[tuple] = ()
     _LIST_FIELDS: ClassVar[tuple] = ()
@@ -79,7 +99,8 @@ class _ResultBase:
             "versions": versions(),
             "config": self.config.to_dict() if hasattr(self.config, "to_dict") else self.config,
             "values": {name: getattr(self, name) for name in self._VALUE_FIELDS},
-            "run": {name: getattr(self, name) for name in self._RUN_FIELDS},
+            "run": {"stop_reason": self.stop_reason, "stopped_at": self.stopped_at, "warnings": list(self.warnings),
+                    **{name: getattr(self, name) for name in self._RUN_FIELDS}},
             "final": {k: v for k, v in last.items() if k not in ("stage",)},
             "images": images,
             "files": sorted({*images.values(), *extra_files, RESULT_JSON}),
@@ -258,13 +279,15 @@ def device_name(device) -> str:
     return str(dev)
 
 
-def describe_run(results, device, inputs):
-    """Record on a result, or on each of a list of results, the device the run used and its
-    inputs; returns ``results``.
+def describe_run(results, device, inputs, run=None):
+    """Record on a result, or on each of a list of results, the device the run used, its
+    inputs and why it ended; returns ``results``.
 
     device: a torch.device or str ("cuda" becomes "cuda:N", the current device).
     inputs: input name -> ``io.describe_input(value, size)``, one dict for all the results, or a
         list of such dicts, one per result (a batch: each result its own image).
+    run: the run's ``solver.ProgressReporter`` (its ``stop_reason`` and ``stopped_at``), or None
+        for a result without a fit (the classic dehazing: stop_reason "no fit").
     """
     many = isinstance(results, (list, tuple))
     items = list(results) if many else [results]
@@ -280,6 +303,7 @@ def describe_run(results, device, inputs):
     name = device_name(device)
     for r, d in zip(items, per):
         r.device, r.inputs = name, {k: dict(v) for k, v in d.items()}
+        r.stop_reason, r.stopped_at = ("no fit", None) if run is None else (run.stop_reason, run.stopped_at)
     return results
 
 

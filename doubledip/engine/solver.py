@@ -253,13 +253,15 @@ class RunContext:
     autocast_dtype: the generators' precision under autocast (None: float32; fast mode on CUDA:
         bf16). compiled: the ``torch.compile``d groups (``engine.compiled.CompiledGenerators``,
         group -> callable) or None for the eager nets. stopped_early_at: the iteration at which
-        the stopping rule ended the run (None: it ran to its cap); written by the solver only.
+        the stopping rule (or the problem's own stop) ended the run (None: it ran to its cap), and
+        stop_reason why (a short phrase, None likewise); written by the solver only.
     A problem never keeps the context: the solver owns it and returns it from ``run_problem``.
     """
 
     autocast_dtype: Optional[torch.dtype] = None
     compiled: Any = None
     stopped_early_at: Optional[int] = None
+    stop_reason: Optional[str] = None
 
 
 class Problem:
@@ -294,6 +296,15 @@ class Problem:
         """A 0-dim bool tensor that ends the stage when true (read at logged steps), or None."""
         return None
 
+    # what the result's ``stop_reason`` says when :meth:`stop_requested` ended a run
+    requested_stop_reason: str = "the problem's stopping test"
+
+    def stopping_rule(self) -> Optional["StoppingRule"]:
+        """The early-stopping rule of the run's last stage (``SolverConfig.stops_early``: on in fast
+        mode), or None: a plateau of the reconstruction PSNR for problems that track their best
+        result; nothing for the others (their result is the last iteration's)."""
+        return PlateauStop() if self.tracks_best else None
+
     def callback_outputs(self) -> Optional[dict]:
         """The first image's current result fields (numpy), handed to the callback as
         ``record["outputs"]`` at logged steps, or None. Tasks whose result is the tracked best
@@ -324,6 +335,13 @@ class ProgressReporter:
             self.bar = tqdm(total=total, desc=label, unit="it", dynamic_ncols=True, leave=True, miniters=1)
         self.done = 0
         self.start = time.perf_counter()
+        # why the task's run ended (the result's stop_reason) and at which iteration (None: its cap)
+        self.stop_reason = "iterations"
+        self.stopped_at: Optional[int] = None
+
+    def stopped(self, reason: str, at: Optional[int]) -> None:
+        """Record that a part of the run (a stage, a pass, a repeat) ended early, and why."""
+        self.stop_reason, self.stopped_at = reason, at
 
     def log(self, record: dict, advanced: int, outputs=None) -> None:
         """Append ``record`` to the history, advance the bar; the callback also gets ``outputs``
@@ -365,24 +383,49 @@ class ProgressReporter:
         bar.close()
 
 
-class PlateauStop:
-    """Early stopping on a plateau of the reconstruction PSNR (read at the logged steps only).
+class StoppingRule:
+    """Early stopping read at the logged steps only: ``should_stop(iteration, record)`` with the
+    logged record (its ``psnr`` and the step's named terms, host floats); ``reason`` is what the
+    result's ``stop_reason`` says when it fires. Its attributes are its whole state (checkpoints
+    save ``vars``)."""
 
-    Stops once the best PSNR (the mean over a batch) has not risen by more than ``min_gain`` dB for
-    ``patience`` iterations. Double-DIP's reconstruction PSNR rises until the layers settle, so a
-    plateau is where further iterations buy little; the task's iteration count remains the cap.
+    reason = "stopping rule"
+
+    def should_stop(self, iteration: int, record: dict) -> bool:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+def _mean(value) -> Optional[float]:
+    """A logged value as one float (a batch's list: its mean), None when absent or not finite."""
+    if value is None:
+        return None
+    value = sum(value) / len(value) if isinstance(value, list) else float(value)
+    return value if math.isfinite(value) else None
+
+
+class PlateauStop(StoppingRule):
+    """Early stopping on a plateau of a logged signal (default: the reconstruction PSNR).
+
+    Stops once the best value of ``signal`` (the mean over a batch) has not risen by more than
+    ``min_gain`` for ``patience`` iterations, after ``min_iterations``. The reconstruction PSNR
+    rises until the outputs settle, so a plateau is where further iterations buy little; the
+    task's iteration count remains the cap.
     """
 
-    def __init__(self, patience: int = 600, min_gain: float = 0.05, min_iterations: int = 1000):
+    def __init__(self, patience: int = 600, min_gain: float = 0.05, min_iterations: int = 1000,
+                 signal: str = "psnr"):
         self.patience, self.min_gain, self.min_iterations = patience, min_gain, min_iterations
+        self.signal = signal
         self.best = -math.inf
         self.best_at = 0
 
-    def should_stop(self, iteration: int, psnr) -> bool:
-        if psnr is None:
-            return False
-        value = sum(psnr) / len(psnr) if isinstance(psnr, list) else psnr
-        if not math.isfinite(value):
+    @property
+    def reason(self) -> str:
+        return f"plateau: {self.signal} rose less than {self.min_gain} in {self.patience} iterations"
+
+    def should_stop(self, iteration: int, record: dict) -> bool:
+        value = _mean(record.get(self.signal))
+        if value is None:
             return False
         if value > self.best + self.min_gain:
             self.best, self.best_at = value, iteration
@@ -410,7 +453,7 @@ def run_problem(problem: Problem, config: SolverConfig, lr: float, reporter: Pro
     ``first_iteration`` numbers the history when one call is a later part of a run (a pass).
     Returns the run's context (``stopped_early_at`` says whether and where it stopped early)."""
     ctx = RunContext(autocast_dtype=fast_autocast_dtype(config.resolve_device()) if config.mode == "fast" else None)
-    stopper = PlateauStop() if config.stops_early and problem.tracks_best else None
+    stopper = problem.stopping_rule() if config.stops_early else None
     _prepare_nets(problem, config, ctx)
     previous_threads = torch.get_num_threads()
     if config.threads is not None:
@@ -425,6 +468,10 @@ def run_problem(problem: Problem, config: SolverConfig, lr: float, reporter: Pro
                 _optimise(problem, config, lr, reporter, extra, first_iteration, stopper, ctx, session)
     finally:
         torch.set_num_threads(previous_threads)
+    if ctx.stop_reason is not None:
+        reporter.stopped(ctx.stop_reason, ctx.stopped_early_at)
+    elif checkpoint.interrupted():
+        reporter.stopped("interrupted (Ctrl-C with keep_partial)", None)
     return ctx
 
 
@@ -484,10 +531,12 @@ def _optimise(problem: Problem, config: SolverConfig, lr: float, reporter: Progr
                 since_log = 0
                 stop = problem.stop_requested(stage)
                 if stop is not None and bool(stop):
+                    if stage == len(problem.stage_iterations) - 1:  # an earlier stage's end is no stop
+                        ctx.stopped_early_at, ctx.stop_reason = done_before + k, problem.requested_stop_reason
                     break
                 if (stopper is not None and stage == len(problem.stage_iterations) - 1
-                        and stopper.should_stop(done_before + k, record["psnr"])):
-                    ctx.stopped_early_at = done_before + k
+                        and stopper.should_stop(done_before + k, reporter.history[-1])):
+                    ctx.stopped_early_at, ctx.stop_reason = done_before + k, stopper.reason
                     break
             if session is not None:
                 session.after_iteration(stage, k, optimizer, since_log, done_before + k)

@@ -245,11 +245,12 @@ def bench_inputs(size: int, batch: int, device) -> tuple[torch.Tensor, torch.Ten
     return images, mask
 
 
-def described(results: list, device, **inputs) -> list:
-    """``results`` (one per image) with the device the run used and each image's inputs recorded
-    for result.json. ``inputs``: name -> one (value as the caller gave it, its loaded
-    1 x C x H x W tensor) per image, or None for an input not given."""
+def described(results: list, device, run=None, **inputs) -> list:
+    """``results`` (one per image) with the device the run used, each image's inputs and why the
+    run ended (``run``: its reporter; None: no fit) recorded for result.json. ``inputs``: name ->
+    one (value as the caller gave it, its loaded 1 x C x H x W tensor) per image, or None for an
+    input not given."""
     per_image = [{name: describe_input(items[b][0], tuple(items[b][1].shape[-2:]))
                   for name, items in inputs.items() if items is not None} for b in range(len(results))]
-    return describe_run(results, device, per_image)
+    return describe_run(results, device, per_image, run)
 

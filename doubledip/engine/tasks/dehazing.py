@@ -173,7 +173,7 @@ def dehaze_many(images: list, config: SolverConfig, airlight=None, learn_airligh
             task="dehaze", image=hwc(J_final[b]), transmission=hwc(t[b]), airlight=airlights[b],
             history=item_history(reporter.history, b), seconds=time.perf_counter() - start,
             config=config.replace(seed=seeds[b]), fitted=problem.fitted(problem.inputs, b, problem.made))
-            for b in range(len(imgs))], dev, image=list(zip(images, imgs)))
+            for b in range(len(imgs))], dev, reporter, image=list(zip(images, imgs)))
 
 
 def _classic(image: torch.Tensor, airlight, config: SolverConfig) -> DehazeResult:

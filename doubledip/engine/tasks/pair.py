@@ -123,7 +123,7 @@ def separate_pair_many(pairs: list, config: SolverConfig) -> list[PairSeparation
             task="separate_pair", layers=[hwc(best["layer_0"][b]), hwc(best["layer_1"][b])],
             alphas=best["alphas"][b].cpu().numpy().astype(np.float32),
             history=item_history(reporter.history, b), seconds=seconds, config=config.replace(seed=seeds[b]),
-            fitted=_fitted(problem, b)) for b in range(len(pairs))], dev,
+            fitted=_fitted(problem, b)) for b in range(len(pairs))], dev, reporter,
             image1=[(p[0], t) for p, t in zip(pairs, firsts)], image2=[(p[1], t) for p, t in zip(pairs, seconds_)])
 
 

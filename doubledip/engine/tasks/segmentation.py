@@ -125,6 +125,8 @@ class SegmentationProblem(ImageProblem):
                 self.made.update(None, used)
         return Step(loss, quality, terms)
 
+    requested_stop_reason = "settled: the mask stopped changing"
+
     def stop_requested(self, stage: int):
         return self.stopped.all() if stage == 1 and self.stopped is not None else None
 
@@ -209,7 +211,7 @@ def segment_many(images: list, config: SolverConfig, fg_hints=None, bg_hints=Non
                 history=item_history(reporter.history, b), seconds=time.perf_counter() - start,
                 config=config.replace(seed=seeds[b]), fitted=problem.fitted(problem.inputs, b, made),
                 hints=None if fg is None else {"fg": hwc(fg[b]), "bg": hwc(bg[b])}))
-        return described(results, dev, image=list(zip(images, imgs)),
+        return described(results, dev, reporter, image=list(zip(images, imgs)),
                          fg_hint=None if fg_hints is None else list(zip(fg_hints, imgs)),
                          bg_hint=None if bg_hints is None else list(zip(bg_hints, imgs)))
 

@@ -136,7 +136,7 @@ def separate_many(images: list, config: SolverConfig) -> list[SeparationResult]:
                 history=item_history(reporter.history, b), seconds=seconds, config=config.replace(seed=seeds[b]),
                 fitted=problem.fitted({"layer_0": problem.inputs[0][0], "layer_1": problem.inputs[1][0]}, b,
                                       problem.made)))
-        return described(results, dev, image=list(zip(images, imgs)))
+        return described(results, dev, reporter, image=list(zip(images, imgs)))
 
 
 def separate(image, config: SolverConfig | None = None, *, iterations: int | None = None,

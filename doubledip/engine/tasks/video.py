@@ -376,6 +376,8 @@ class VideoSegmentationProblem(FrameAxis, segmentation.SegmentationProblem):
         if chunk not in s.seen:
             s.seen.append(chunk)
 
+    requested_stop_reason = "settled: every frame's mask stopped changing"
+
     def stop_requested(self, stage: int):
         s = self.state
         if stage == 1 and s.stopped is not None and len(s.seen) == len(self.chunks):
@@ -478,14 +480,14 @@ def frames_hwc(x: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(arr[..., 0] if arr.shape[3] == 1 else arr)
 
 
-def _described(result, device, **inputs):
-    """Record the device and, per input name, (value as given, its Clip) in result.json terms:
-    path, size, frame count, frame rate."""
+def _described(result, device, run, **inputs):
+    """Record the device, why the run ended (``run``: its reporter) and, per input name, (value
+    as given, its Clip) in result.json terms: path, size, frame count, frame rate."""
     described = {}
     for name, (value, clip) in inputs.items():
         if clip is not None:
             described[name] = dict(describe_input(value, clip.size), frames=len(clip), fps=clip.fps)
-    return describe_run(result, device, described)
+    return describe_run(result, device, described, run)
 
 
 def _check_airlight(airlight) -> torch.Tensor | None:
@@ -531,7 +533,7 @@ def separate_video(frames, config: SolverConfig | None = None, *, frames_per_ste
             task="separate_video", layers=[frames_hwc(l) for l in layers],
             reconstruction=frames_hwc((layers[0] + layers[1]).clamp(0, 1)), fps=clip.fps,
             history=reporter.history, seconds=time.perf_counter() - start, config=config)
-    return _described(result, dev, frames=(frames, clip))
+    return _described(result, dev, reporter, frames=(frames, clip))
 
 
 def _dehaze_pass(images, airlight0, learn, iterations, config, lr, reporter, pass_index, first_iteration, per_step):
@@ -587,7 +589,7 @@ def dehaze_video(frames, config: SolverConfig | None = None, *, airlight=None, l
             task="dehaze_video", image=frames_hwc(J), transmission=frames_hwc(t),
             airlight=A.mean(dim=(0, 2, 3)).cpu().numpy().astype(np.float32), fps=clip.fps,
             history=reporter.history, seconds=time.perf_counter() - start, config=config)
-    return _described(result, dev, frames=(frames, clip))
+    return _described(result, dev, reporter, frames=(frames, clip))
 
 
 def segment_video(frames, config: SolverConfig | None = None, *, fg_hints=None, bg_hints=None,
@@ -627,7 +629,7 @@ def segment_video(frames, config: SolverConfig | None = None, *, fg_hints=None, 
             task="segment_video", mask=frames_hwc((refined > 0.5).float()), soft_mask=frames_hwc(best["soft_mask"]),
             foreground=frames_hwc(best["foreground"]), background=frames_hwc(best["background"]), fps=clip.fps,
             history=reporter.history, seconds=time.perf_counter() - start, config=config)
-    return _described(result, dev, frames=(frames, clip),
+    return _described(result, dev, reporter, frames=(frames, clip),
                       fg_hints=(fg_hints, None) if fg_hints is None else (fg_hints, clip),
                       bg_hints=(bg_hints, None) if bg_hints is None else (bg_hints, clip))
 

@@ -156,7 +156,7 @@ def remove_watermark_many(images: list, config: SolverConfig, hints: list) -> li
             history=item_history(reporter.history, b), seconds=time.perf_counter() - start,
             config=config.replace(seed=seeds[b]),
             fitted=problem.fitted({n: v[0] for n, v in problem.inputs.items()}, b, problem.made)) for b in range(len(imgs))],
-            dev, image=list(zip(images, imgs)), hint=list(zip(hints, imgs)))
+            dev, reporter, image=list(zip(images, imgs)), hint=list(zip(hints, imgs)))
 
 
 def remove_watermark(image, hint, config: SolverConfig | None = None, *, iterations: int | None = None,
@@ -207,7 +207,7 @@ def remove_watermark_multi(images, config: SolverConfig | None = None, *, iterat
             history=reporter.history, seconds=time.perf_counter() - start, config=config,
             fitted=problem.fitted({n: v[0] for n, v in problem.inputs.items()}, 0, problem.made))
         inputs = {f"images[{i}]": describe_input(im, tuple(t.shape[-2:])) for i, (im, t) in enumerate(zip(images, imgs))}
-        return describe_run(result, dev, inputs)
+        return describe_run(result, dev, inputs, reporter)
 
 
 # ---- the tasks' specs ----------------------------------------------------------------------
