@@ -287,10 +287,15 @@ def main(argv: list[str] | None = None) -> int:
 
     from doubledip.engine.results import ShortRunWarning
 
+    with warnings.catch_warnings():
+        # the CLI prints a result's warnings as its own lines (_save), not as Python warnings
+        warnings.filterwarnings("ignore", category=ShortRunWarning)
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = None
-    # the CLI prints a result's warnings as its own lines (_save), not as Python warnings
-    warnings.filterwarnings("ignore", category=ShortRunWarning)
     try:
         args = parser.parse_args(argv)
         return int(args.func(args) or 0)

@@ -37,6 +37,16 @@ def test_separate_writes_images_and_result_json(tmp_path, image_file, capsys):
     assert str(out.resolve()) in capsys.readouterr().out
 
 
+def test_a_short_run_prints_its_warning_as_one_line(tmp_path, image_file, capsys):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the CLI prints the warning itself: no Python warning escapes
+        assert main(["separate", str(image_file), "-o", str(tmp_path / "o"), "--iterations", "3", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert [line for line in err.splitlines() if line.startswith("doubledip: warning: the layers reproduce")]
+
+
 def test_every_task_subcommand_runs(tmp_path, image_file, hint_file):
     runs = {
         "dehaze": ["dehaze", str(image_file), "--passes", "1", "--airlight", "0.8", "0.8", "0.9"],

@@ -215,3 +215,29 @@ def test_every_result_says_why_its_run_ended(monkeypatch, tmp_path):
     assert (classic.stop_reason, classic.stopped_at) == ("no fit", None)
     saved = json.loads((stopped.save(tmp_path / "r") / "result.json").read_text())
     assert saved["run"]["stop_reason"] == stopped.stop_reason and saved["run"]["stopped_at"] == 5
+
+
+def test_a_short_separation_warns_that_its_layers_are_not_yet_a_decomposition(tmp_path):
+    """Judged without ground truth (the layers' sum against the image); in the result, result.json
+    and as a ShortRunWarning; a run whose layers reproduce the image is not warned about."""
+    import json
+
+    from doubledip.engine.tasks.separation import SHORT_RUN_RECONSTRUCTION_DB, short_run_message
+
+    with pytest.warns(dd.ShortRunWarning, match="not yet a decomposition"):
+        r = dd.separate(_image(), dd.SolverConfig(iterations=4))
+    assert len(r.warnings) == 1 and "after 4 iterations" in r.warnings[0]
+    saved = json.loads((r.save(tmp_path / "r") / "result.json").read_text())
+    assert saved["run"]["warnings"] == r.warnings
+    assert short_run_message(SHORT_RUN_RECONSTRUCTION_DB + 0.1, 10) is None
+    assert short_run_message(SHORT_RUN_RECONSTRUCTION_DB - 0.1, 10) is not None
+
+
+def test_a_segmentation_whose_mask_is_all_one_value_warns():
+    from doubledip.engine.tasks.segmentation import trivial_mask_message
+
+    assert "empty" in trivial_mask_message(np.zeros((10, 10)))
+    assert "full" in trivial_mask_message(np.ones((10, 10)))
+    half = np.zeros((10, 10))
+    half[:5] = 1
+    assert trivial_mask_message(half) is None

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import torch
 
 from doubledip.engine.config import SEGMENT, SolverConfig, UNetConfig
 from doubledip.engine.io import load_hint, load_image
 from doubledip.engine.losses import blend_sum, gray_loss, l1_sum, masked_l1, psnr
 from doubledip.engine.post import guided_filter
-from doubledip.engine.results import SegmentationResult
+from doubledip.engine.results import SegmentationResult, warn_short_run
 from doubledip.engine.solver import RunContext, Snapshot, Step, run_problem, split_iterations
 from doubledip.engine.tasks.common import ImageProblem, bench_inputs, described, hwc, item_history, resolve, same_size, timed_run
 from doubledip.engine.tasks.registry import BenchProblem, Defaults, Evaluation, Input, Option, TaskSpec, register
@@ -211,9 +212,29 @@ def segment_many(images: list, config: SolverConfig, fg_hints=None, bg_hints=Non
                 history=item_history(reporter.history, b), seconds=time.perf_counter() - start,
                 config=config.replace(seed=seeds[b]), fitted=problem.fitted(problem.inputs, b, made),
                 hints=None if fg is None else {"fg": hwc(fg[b]), "bg": hwc(bg[b])}))
-        return described(results, dev, reporter, image=list(zip(images, imgs)),
-                         fg_hint=None if fg_hints is None else list(zip(fg_hints, imgs)),
-                         bg_hint=None if bg_hints is None else list(zip(bg_hints, imgs)))
+        described(results, dev, reporter, image=list(zip(images, imgs)),
+                  fg_hint=None if fg_hints is None else list(zip(fg_hints, imgs)),
+                  bg_hint=None if bg_hints is None else list(zip(bg_hints, imgs)))
+        for r in results:
+            message = trivial_mask_message(r.mask)
+            if message is not None:
+                warn_short_run(r, message)
+        return results
+
+
+# a mask covering less than this fraction of the image, or more than 1 minus it, is the trivial
+# answer (everything background, or foreground), not a segmentation
+TRIVIAL_MASK_FRACTION = 0.005
+
+
+def trivial_mask_message(mask) -> str | None:
+    """The warning for a binary mask (H x W [x T]) that is (nearly) all one value, or None."""
+    covered = float(np.asarray(mask).mean())
+    if TRIVIAL_MASK_FRACTION <= covered <= 1 - TRIVIAL_MASK_FRACTION:
+        return None
+    side = "empty" if covered < TRIVIAL_MASK_FRACTION else "full"
+    return (f"the mask is {side} ({covered:.1%} of the image is foreground): the trivial answer, not a "
+            f"segmentation; give hints, or more iterations")
 
 
 def segment(image, config: SolverConfig | None = None, *, fg_hint=None, bg_hint=None, hints: str = "auto",

@@ -32,10 +32,11 @@ import torch
 
 from doubledip.engine.config import DEHAZE, LAYER5, SEGMENT, SolverConfig
 from doubledip.engine.inputs import Augmentations
+from doubledip.engine.losses import psnr
 from doubledip.engine.io import describe_input
 from doubledip.engine.post import dcp_transmission, estimate_airlight, guided_filter, resize
 from doubledip.engine.results import (VideoDehazeResult, VideoSegmentationResult, VideoSeparationResult,
-                                      describe_run)
+                                      describe_run, warn_short_run)
 from doubledip.engine.solver import Step, run_problem, split_iterations
 from doubledip.engine.tasks import dehazing, segmentation, separation
 from doubledip.engine.tasks.common import PLAIN_RUN, resolve, timed_run
@@ -533,7 +534,14 @@ def separate_video(frames, config: SolverConfig | None = None, *, frames_per_ste
             task="separate_video", layers=[frames_hwc(l) for l in layers],
             reconstruction=frames_hwc((layers[0] + layers[1]).clamp(0, 1)), fps=clip.fps,
             history=reporter.history, seconds=time.perf_counter() - start, config=config)
-    return _described(result, dev, reporter, frames=(frames, clip))
+    _described(result, dev, reporter, frames=(frames, clip))
+    # as separate's: layers whose sum is far from the frames are not yet a decomposition
+    sums = (layers[0] + layers[1]).clamp(0, 1)
+    message = separation.short_run_message(float(psnr(x.flatten(0, 1)[None], sums.flatten(0, 1)[None])),
+                                           reporter.done if reporter.stopped_at is None else reporter.stopped_at + 1)
+    if message is not None:
+        warn_short_run(result, message)
+    return result
 
 
 def _dehaze_pass(images, airlight0, learn, iterations, config, lr, reporter, pass_index, first_iteration, per_step):
