@@ -1,11 +1,16 @@
 """RESULTS.md from one run of the suite: the current tables, with the machine, date and command.
 
-    python benchmarks/report.py benchmarks/results.json > benchmarks/RESULTS.md
+    python benchmarks/report.py benchmarks/results.json \\
+        --runs benchmarks/experiments/stopping_rules.md benchmarks/experiments/dehaze_vs_dcp.md \\
+               benchmarks/experiments/segmentation_hints.md benchmarks/experiments/video.md \\
+        > benchmarks/RESULTS.md
 
 Reads a ``--benchmark-json`` file of ``python -m pytest benchmarks`` (pytest-benchmark) and writes
 Markdown: the fused ops against their references, Adam, every task step per variant against
 the reference variant, peak memory in fresh processes, and the authors' code side by side (when
-the run had ``--reference-code``). Every ratio is between rows of that one run. Needs only the
+the run had ``--reference-code``). Every ratio is between rows of that one run. ``--runs``
+appends measurements that are runs of their own (quality per seed, time to quality), each a
+Markdown file an experiment wrote with its own machine, date and command, as it is. Needs only the
 standard library.
 """
 from __future__ import annotations
@@ -234,6 +239,19 @@ def authors_section(rows) -> str:
             + _table(["task", "size", "authors ms/iter", "ours ms/iter", "speed-up"], out))
 
 
+def demoted(markdown: str) -> str:
+    """``markdown`` with every heading one level down (its title becomes a section of RESULTS.md);
+    lines inside code fences are left alone."""
+    out, fenced = [], False
+    for line in markdown.splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        elif not fenced and line.startswith("#") and line.lstrip("#").startswith(" "):
+            line = "#" + line
+        out.append(line)
+    return "\n".join(out)
+
+
 def report(doc: dict) -> str:
     kinds = _by_kind(doc)
     parts = [header(doc), ops_section(kinds["op"]), adam_section(kinds["adam"]), steps_section(kinds["step"]),
@@ -244,6 +262,8 @@ def report(doc: dict) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("json", help="a --benchmark-json file of `python -m pytest benchmarks`")
+    p.add_argument("--runs", nargs="*", default=[], metavar="MD",
+                   help="Markdown files of experiments (benchmarks/experiments/*.md) to append as they are")
     args = p.parse_args(argv)
     with open(args.json) as f:
         doc = json.load(f)
@@ -251,6 +271,10 @@ def main(argv=None) -> int:
         print(f"report: {args.json} holds no timed benchmarks (a --benchmark-disable run?)", file=sys.stderr)
         return 2
     sys.stdout.write(report(doc))
+    for path in args.runs:
+        with open(path) as f:
+            text = f.read().strip()
+        sys.stdout.write("\n" + demoted(text) + f"\n\n(From `{path}`.)\n")
     return 0
 
 

@@ -1,5 +1,7 @@
 """mode="fast": bf16 generators, scalar mixing weights, separation's schedule and averaged layers,
 early stopping on a PSNR plateau."""
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -241,3 +243,121 @@ def test_a_segmentation_whose_mask_is_all_one_value_warns():
     half = np.zeros((10, 10))
     half[:5] = 1
     assert trivial_mask_message(half) is None
+
+
+def test_fast_separation_stops_once_its_layers_settle_per_image():
+    """The rule's check: per image, the mean change of the averaged layers over the last
+    SETTLE_WINDOW checks below SETTLE_BELOW (relative to the mixture's mean), from SETTLE_START on;
+    a settled image's average is frozen while the others go on; the run stops once all have."""
+    imgs = torch.cat([load_image(_image(0)), load_image(_image(1))])
+    problem = separation.SeparationProblem(imgs, (10,), [0, 1], fast=True, settle=True)
+    still = torch.rand(2, 3, 24, 30)
+    moving = still.clone()
+    start = separation.SETTLE_START
+    for check in range(separation.SETTLE_WINDOW + 1):
+        moving[1] += 0.1  # image 1 keeps changing; image 0 does not
+        problem.average.outputs = {"layer_0": moving.clone(), "layer_1": moving.clone()}
+        problem._check_settled(start + check * separation.SETTLE_EVERY)
+    assert problem.stopped.tolist() == [True, False]
+    assert not bool(problem.stop_requested(0))
+    before = problem.average.outputs["layer_0"].clone()
+    problem.average.update({"layer_0": torch.zeros(2, 3, 24, 30), "layer_1": torch.zeros(2, 3, 24, 30)},
+                           problem.stopped)
+    assert torch.equal(problem.average.outputs["layer_0"][0], before[0])  # frozen
+    assert not torch.equal(problem.average.outputs["layer_0"][1], before[1])
+    # before SETTLE_START no image settles, however still
+    early = separation.SeparationProblem(imgs, (10,), [0, 1], fast=True, settle=True)
+    for check in range(separation.SETTLE_WINDOW + 1):
+        early.average.outputs = {"layer_0": still.clone(), "layer_1": still.clone()}
+        early._check_settled(start - 1 - check)
+    assert not early.stopped.any()
+
+
+def test_the_default_fast_separation_stops_where_its_rule_fires(monkeypatch):
+    monkeypatch.setattr(separation, "SETTLE_START", 0)
+    monkeypatch.setattr(separation, "SETTLE_BELOW", math.inf)  # settled at the first full window
+    seen = []
+    r = dd.separate(_image(), dd.SolverConfig(mode="fast", iterations=1000, callback=seen.append))
+    window_full = (separation.SETTLE_WINDOW + 1) * separation.SETTLE_EVERY
+    assert r.stopped_at == window_full - 1 and r.stop_reason.startswith("settled: the layers")
+    assert "layer_change" in r.history[-1] and seen[-1]["iteration"] == window_full - 1
+    off = dd.separate(_image(), dd.SolverConfig(mode="fast", iterations=300, early_stop=False))
+    assert off.stop_reason == "iterations" and "layer_change" not in off.history[-1]
+    assert separation.SPEC.defaults_for("fast").stages == separation.FAST_ITERATIONS
+
+
+def test_a_collapsed_fast_separation_starts_again_from_a_derived_seed(monkeypatch):
+    """A run whose layer went flat at COLLAPSE_AT stops there and runs again (at most
+    MAX_RESTARTS times), from seeds derived from its own."""
+    monkeypatch.setattr(separation, "COLLAPSE_AT", 100)
+    monkeypatch.setattr(separation, "COLLAPSE_RATIO", 2.0)  # min < 2 * max: always "collapsed"
+    cfg = dd.SolverConfig(mode="fast", iterations=300, seed=3)
+    r = dd.separate(_image(), cfg)
+    assert r.restarts == separation.MAX_RESTARTS
+    attempts = [rec.get("attempt", 0) for rec in r.history]
+    assert attempts[0] == 0 and attempts[-1] == separation.MAX_RESTARTS
+    # the collapsed attempts stopped at COLLAPSE_AT, the last ran to its cap
+    assert sum(1 for rec in r.history if rec.get("attempt", 0) == 0) == 100 // cfg.log_every
+    assert r.stop_reason == "iterations" and r.history[-1]["iteration"] == 2 * 100 + 300 - 1
+    # the last attempt is a plain run from the derived seed (within the rounding of the frozen-
+    # average update's other arithmetic)
+    alone = separation.separate_many([_image()], cfg.replace(early_stop=False, seed=separation.restart_seed(
+        3, separation.MAX_RESTARTS)))[0]
+    np.testing.assert_allclose(r.layers[0], alone.layers[0], atol=1e-5)
+
+
+def test_in_a_batch_only_the_collapsed_image_runs_again(monkeypatch):
+    monkeypatch.setattr(separation, "COLLAPSE_AT", 100)
+    real = separation.SeparationProblem._check_collapsed
+
+    def first_image_only(self):
+        real(self)
+        if self.batch == 2:
+            self.collapsed = torch.tensor([True, False])
+            self.stopped = self.collapsed.clone()
+        else:
+            self.collapsed = torch.zeros(self.batch, dtype=torch.bool)
+            self.stopped = torch.zeros(self.batch, dtype=torch.bool)
+
+    monkeypatch.setattr(separation.SeparationProblem, "_check_collapsed", first_image_only)
+    cfg = dd.SolverConfig(mode="fast", iterations=300, seed=5)
+    a, b = separation.separate_many([_image(0), _image(1)], cfg)
+    assert (a.restarts, b.restarts) == (1, 0)
+    assert [rec.get("attempt", 0) for rec in b.history] == [0] * len(b.history)
+    assert {rec.get("attempt", 0) for rec in a.history} == {0, 1}
+    # the other image's run is the batch's without the collapse (a batch's images are
+    # independent problems; the grouped float32 arithmetic is the same)
+    monkeypatch.setattr(separation, "COLLAPSE_AT", 10 ** 6)
+    _, unchanged = separation.separate_many([_image(0), _image(1)], cfg)
+    np.testing.assert_array_equal(b.layers[0], unchanged.layers[0])
+
+
+def test_fast_dehazing_returns_the_classic_result_when_the_fit_does_not_explain_the_image_better(monkeypatch):
+    from doubledip.engine.tasks import dehazing
+
+    hazy = _image(4, 32, 32) * 0.5 + 0.4
+    monkeypatch.setattr(dehazing, "FALLBACK_MARGIN", 1.0)  # the fit can never be better by 100%
+    r = dd.dehaze(hazy, dd.SolverConfig(mode="fast", iterations=20))
+    classic = dd.dehaze(hazy, method="dcp")
+    assert r.method == "dcp" and r.selection.startswith("dcp: the fit did not")
+    np.testing.assert_allclose(r.image, classic.image, atol=1e-6)
+    np.testing.assert_allclose(r.transmission, classic.transmission, atol=1e-6)
+    assert r.fitted is None and r.history  # the fit ran; its nets do not make these outputs
+    monkeypatch.setattr(dehazing, "FALLBACK_MARGIN", -math.inf)  # any finite residual is better
+    kept = dd.dehaze(hazy, dd.SolverConfig(mode="fast", iterations=20))
+    assert (kept.method, kept.selection[:4]) == ("dip", "dip:") and kept.fitted is not None
+    assert dd.dehaze(hazy, dd.SolverConfig(iterations=4)).selection == ""  # reference mode: the fit
+    monkeypatch.setattr(dehazing, "FALLBACK_MARGIN", 1.0)
+    forced = dd.dehaze(hazy, dd.SolverConfig(mode="fast", iterations=20), keep_fit=True)
+    assert forced.method == "dip" and forced.selection == "" and forced.fitted is not None
+
+
+def test_the_haze_residual_is_zero_for_the_true_transmission_and_grows_where_it_is_too_low():
+    from doubledip.engine.tasks.dehazing import haze_residual
+
+    clear = torch.rand(1, 3, 16, 16)
+    t = torch.full((1, 1, 16, 16), 0.6)
+    a = torch.tensor([0.8, 0.8, 0.8])
+    hazy = t * clear + (1 - t) * a.view(1, 3, 1, 1)
+    assert haze_residual(hazy, t, a) < 1e-6
+    assert haze_residual(hazy, t * 0.3, a) > 1e-2  # asks for J outside [0, 1]

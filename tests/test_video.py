@@ -214,6 +214,31 @@ def test_each_video_task_returns_clips_of_the_input_shape(name, kwargs, fields, 
     assert r.inputs["frames"] == {"path": None, "size": [H, W], "frames": T, "fps": 25.0}
 
 
+def test_segment_video_without_hints_uses_each_frames_automatic_hints(tmp_path):
+    """hints="auto" (the default): per frame the hints dd.segment computes for that frame alone;
+    hints="none": the hint-free variant; result.json says which."""
+    import json
+
+    from doubledip.engine.io import load_image
+    from doubledip.engine.tasks.segmentation import auto_hints
+
+    clip = _clip()
+    r = dd.segment_video(clip, CFG, frames_per_step=3)
+    assert r.hints["fg"].shape == (T, H, W) and r.hint_source == "auto"
+    for t in (0, T - 1):
+        fg, bg = auto_hints(load_image(clip[t]))
+        np.testing.assert_array_equal(r.hints["fg"][t], fg[0, 0].numpy())
+        np.testing.assert_array_equal(r.hints["bg"][t], bg[0, 0].numpy())
+    none = dd.segment_video(clip, CFG, frames_per_step=3, hints="none")
+    assert none.hints is None and none.hint_source == "none"
+    given = dd.segment_video(clip, CFG, frames_per_step=3, fg_hints=_hints()[0], bg_hints=_hints()[1])
+    assert given.hint_source == "given" and given.hints["fg"].shape == (T, H, W)
+    meta = json.loads((r.save(tmp_path / "v") / "result.json").read_text())
+    assert meta["run"]["hints"] == "auto"
+    with pytest.raises(ValueError, match="hints must be one of"):
+        dd.segment_video(clip, CFG, hints="saliency")
+
+
 def test_video_tasks_take_their_config_after_the_clip_and_the_rest_as_keywords():
     import inspect
 

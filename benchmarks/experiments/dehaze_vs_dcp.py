@@ -6,8 +6,10 @@
 Cases: the full suite's three hazed images (a smooth depth ramp with a bump) and two whose depth
 has an object's edge in it (a near silhouette over a far ramp: what a real depth map has and the
 ramp lacks). Per case and seed: ``dd.dehaze(hazy, SolverConfig(mode="fast", iterations=N,
-seed=s))`` and ``dd.dehaze(hazy, method="dcp")``, PSNR and SSIM against the clear image, the
-seconds of each; with ``--keep DIR`` the outputs as .npz for offline screens.
+seed=s), keep_fit=True)`` (the fit as it is) and ``dd.dehaze(hazy, method="dcp")``, PSNR and SSIM
+against the clear image, the seconds of each, and what the default call (without ``keep_fit``)
+returns: the fit or the classic result, by the task's rule; with ``--keep DIR`` the outputs as
+.npz for offline screens.
 """
 from __future__ import annotations
 
@@ -32,6 +34,20 @@ def edge_depth_case(size: int, image: str, shape: str, airlight=(0.85, 0.85, 0.8
     hazy = (t[..., None] * clear + (1 - t[..., None]) * a).astype(np.float32)
     return Case("dehaze", f"{image}_{shape}_edge_haze", (hazy,), {},
                 {"image": clear, "transmission": t, "airlight": a, "hazy": hazy}, "psnr", "edge depth")
+
+
+def _choice(hazy, fit, classic) -> str:
+    """What the default call (no keep_fit) returns for this fit: "dip" or "dcp" (the task's rule,
+    dehazing._keep_the_better, on the fit's and the classic outputs)."""
+    import torch
+
+    from doubledip.engine.tasks.dehazing import FALLBACK_MARGIN, haze_residual
+
+    to = lambda x: torch.from_numpy(np.asarray(x, np.float32))  # noqa: E731
+    image = to(hazy).permute(2, 0, 1)[None]
+    mine = haze_residual(image, to(fit.transmission)[None, None], to(fit.airlight))
+    theirs = haze_residual(image, to(classic.transmission)[None, None], to(classic.airlight))
+    return "dip" if mine < (1 - FALLBACK_MARGIN) * theirs else "dcp"
 
 
 def cases(size: int):
@@ -63,13 +79,15 @@ def main(argv=None) -> int:
         classic = dd.dehaze(hazy, method="dcp")
         dcp_seconds = time.perf_counter() - start
         for seed in (int(s) for s in args.seeds.split(",")):
-            r = dd.dehaze(hazy, dd.SolverConfig(mode="fast", iterations=args.iterations, seed=seed, device="cpu",
-                                                threads=1))
+            cfg = dd.SolverConfig(mode="fast", iterations=args.iterations, seed=seed, device="cpu", threads=1)
+            r = dd.dehaze(hazy, cfg, keep_fit=True)  # the fit as it is; the default call's choice below
+            choice = _choice(hazy, r, classic)
             row = {"case": case.name, "seed": seed, "iterations": args.iterations, "seconds": r.seconds,
                    "dcp_seconds": dcp_seconds, "psnr": psnr(r.image, truth["image"]),
                    "ssim": ssim(r.image, truth["image"]), "dcp_psnr": psnr(classic.image, truth["image"]),
                    "dcp_ssim": ssim(classic.image, truth["image"]), "method": r.method,
-                   "stop_reason": r.stop_reason, "warnings": r.warnings}
+                   "stop_reason": r.stop_reason, "warnings": r.warnings, "default_call": choice,
+                   "default_call_psnr": psnr(r.image if choice == "dip" else classic.image, truth["image"])}
             rows.append(row)
             print(json.dumps(row), flush=True)
             if args.keep:

@@ -30,6 +30,8 @@ def main(argv=None) -> int:
     parser.add_argument("--images", required=True, help="folder with texture12.jpg and texture16.jpg")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--iterations", type=int, default=3500)
+    parser.add_argument("--default-call", action="store_true",
+                        help="fast mode's default call instead: its iteration count, stopping rule and restarts")
     parser.add_argument("--log-every", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("-o", "--output", required=True)
@@ -59,15 +61,21 @@ def main(argv=None) -> int:
                       "layer_change": change,
                       "mean_layer_psnr": layer_scores(layers, truths, with_ssim=False)["layer_psnr"]})
 
-    config = dd.SolverConfig(iterations=args.iterations, mode="fast", seed=args.seed, log_every=args.log_every,
-                             early_stop=False, callback=record, device="cpu", threads=1)
+    config = dd.SolverConfig(iterations=None if args.default_call else args.iterations, mode="fast",
+                             seed=args.seed, log_every=args.log_every, early_stop=None if args.default_call else False,
+                             callback=record, device="cpu", threads=1)
     start = time.perf_counter()
     result = dd.separate(mixture, config)
-    Path(args.output).write_text(json.dumps({"seed": args.seed, "size": args.size, "iterations": args.iterations,
-                                             "seconds": result.seconds, "curve": curve}, indent=1))
+    final = layer_scores(result.layers, truths, with_ssim=False)["layer_psnr"]
+    Path(args.output).write_text(json.dumps({
+        "seed": args.seed, "size": args.size, "iterations": None if args.default_call else args.iterations,
+        "default_call": args.default_call, "seconds": result.seconds, "mean_layer_psnr": final,
+        "stop_reason": result.stop_reason, "stopped_at": result.stopped_at,
+        "restarts": result.restarts, "warnings": result.warnings, "curve": curve}, indent=1))
     np.savez_compressed(Path(args.output).with_suffix(".npz"), mixture=mixture, **kept)
     best = max(curve, key=lambda p: p["mean_layer_psnr"])
-    print(f"seed {args.seed}: peak {best['mean_layer_psnr']:.2f} dB at {best['iteration']}, "
+    print(f"seed {args.seed}: result {final:.2f} dB ({result.stop_reason}, restarts {result.restarts}), "
+          f"peak {best['mean_layer_psnr']:.2f} dB at {best['iteration']}, "
           f"end {curve[-1]['mean_layer_psnr']:.2f} dB, {result.seconds:.0f} s")
     return 0
 

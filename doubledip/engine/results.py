@@ -313,17 +313,22 @@ class DehazeResult(_ResultBase):
     transmission: np.ndarray = None  # H x W
     airlight: np.ndarray = None  # (3,)
     method: str = field(default="dip", repr=False)  # "dip" (the fit) or "dcp" (the classic prior)
+    # fast mode: which of the fit and the classic result this is, and why ("" otherwise)
+    selection: str = field(default="", repr=False)
     _IMAGE_FIELDS = ("image", "transmission")
     _VALUE_FIELDS = ("airlight",)
-    _RUN_FIELDS = ("method",)
+    _RUN_FIELDS = ("method", "selection")
 
 
 @dataclass
 class SeparationResult(_ResultBase):
     layers: list = None  # 2 x (H x W x 3), each at about half intensity
     reconstruction: np.ndarray = None  # H x W x 3
+    # fast mode: how often the run started again after a collapse (one layer flat)
+    restarts: int = field(default=0, repr=False)
     _IMAGE_FIELDS = ("reconstruction",)
     _LIST_FIELDS = ("layers",)
+    _RUN_FIELDS = ("restarts",)
 
 
 @dataclass
@@ -541,5 +546,17 @@ class VideoSegmentationResult(_VideoResultBase):
     soft_mask: np.ndarray = None  # T x H x W
     foreground: np.ndarray = None  # T x H x W x 3
     background: np.ndarray = None  # T x H x W x 3
+    # the hints the run used, {"fg": T x H x W, "bg": T x H x W} (given, or each frame's from its
+    # saliency map with hints="auto"), or None (hints="none"); and where they came from
+    hints: Optional[dict] = field(default=None, repr=False)
+    hint_source: str = field(default="", repr=False)
     _FRAME_FIELDS = ("mask", "soft_mask", "foreground", "background")
     _VALUE_FIELDS = ("fps",)
+    _RUN_FIELDS = ("hints", "hint_source")
+
+    def summary(self, extra_files=()) -> dict:
+        """result.json's "run" says where the hints came from ("given", "auto"; "none": no hints)
+        rather than holding the maps."""
+        out = super().summary(extra_files)
+        out["run"]["hints"] = out["run"].pop("hint_source") or None
+        return out

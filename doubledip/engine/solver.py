@@ -238,12 +238,18 @@ class OutputAverage(Stateful):
         self.decay = decay
         self.outputs: Optional[dict] = None
 
-    def update(self, outputs: dict) -> None:
+    def update(self, outputs: dict, frozen: Optional[torch.Tensor] = None) -> None:
+        """Fold ``outputs`` in; ``frozen``: (N,) bool, problems whose average stays as it is (a
+        problem of a batch that has stopped)."""
         if self.outputs is None:
             self.outputs = {k: v.detach().clone() for k, v in outputs.items()}
             return
         for k, v in outputs.items():
-            self.outputs[k].mul_(self.decay).add_(v.detach(), alpha=1.0 - self.decay)
+            if frozen is None:
+                self.outputs[k].mul_(self.decay).add_(v.detach(), alpha=1.0 - self.decay)
+            else:
+                moved = self.outputs[k] * self.decay + v.detach() * (1.0 - self.decay)
+                self.outputs[k] = torch.where(frozen.view(-1, *[1] * (v.dim() - 1)), self.outputs[k], moved)
 
 
 @dataclass
@@ -339,6 +345,13 @@ class ProgressReporter:
         self.stop_reason = "iterations"
         self.stopped_at: Optional[int] = None
 
+    def extend(self, iterations: int) -> None:
+        """Grow the run by ``iterations`` (a task that runs again: the bar's total grows with it)."""
+        self.total += iterations
+        if self.bar is not None:
+            self.bar.total = self.total
+            self.bar.refresh()
+
     def stopped(self, reason: str, at: Optional[int]) -> None:
         """Record that a part of the run (a stage, a pass, a repeat) ended early, and why."""
         self.stop_reason, self.stopped_at = reason, at
@@ -346,7 +359,9 @@ class ProgressReporter:
     def log(self, record: dict, advanced: int, outputs=None) -> None:
         """Append ``record`` to the history, advance the bar; the callback also gets ``outputs``
         (the current result fields, when the problem provides them)."""
-        record = {k: (float(v) if isinstance(v, torch.Tensor) else v) for k, v in record.items()}
+        # tensors: one value, or one per image of a batch (a list, as the PSNR)
+        record = {k: ((float(v) if v.numel() == 1 else v.detach().float().cpu().tolist())
+                      if isinstance(v, torch.Tensor) else v) for k, v in record.items()}
         record["seconds"] = time.perf_counter() - self.start
         self.history.append(record)
         self.done += advanced

@@ -601,13 +601,17 @@ def dehaze_video(frames, config: SolverConfig | None = None, *, airlight=None, l
 
 
 def segment_video(frames, config: SolverConfig | None = None, *, fg_hints=None, bg_hints=None,
-                  frames_per_step: int | None = None, iterations: int | None = None, seed: int | None = None,
-                  device: str | None = None, progress: bool | None = None) -> VideoSegmentationResult:
+                  hints: str = "auto", frames_per_step: int | None = None, iterations: int | None = None,
+                  seed: int | None = None, device: str | None = None,
+                  progress: bool | None = None) -> VideoSegmentationResult:
     """Foreground/background segmentation of a clip (ALGORITHM.md 6.3) with two layer nets and a
     mask net shared by all frames.
 
     fg_hints, bg_hints: one map per frame (as the clip: a video file, a folder or list of maps, a
-    T x H x W array), both or neither. frames_per_step: frames fitted per iteration (default 3).
+    T x H x W array), both or neither. hints: what runs when none are given, as in
+    :func:`doubledip.segment`: ``"auto"`` (default) computes each frame's hints from its saliency
+    map, as the image task does (``r.hints``: {"fg", "bg"}, T x H x W each); ``"none"``: the
+    hint-free variant. frames_per_step: frames fitted per iteration (default 3).
     Returns ``mask`` (T x H x W in {0, 1}), ``soft_mask`` (T x H x W), ``foreground`` and
     ``background`` (T x H x W x 3); each frame's mask refined by a guided filter. Iterations,
     lr and fast mode (stage 2 ending once every frame's mask has settled) as :func:`doubledip.segment`.
@@ -618,12 +622,16 @@ def segment_video(frames, config: SolverConfig | None = None, *, fg_hints=None, 
         raise ValueError("segment_video: give both fg_hints and bg_hints, or neither; got "
                          f"fg_hints={'set' if fg_hints is not None else None}, "
                          f"bg_hints={'set' if bg_hints is not None else None}")
+    if hints not in segmentation.HINTS:
+        raise ValueError(f"hints must be one of {segmentation.HINTS}, got {hints!r}")
     per_step = _per_step(frames_per_step, "segment_video")
     dev = config.resolve_device()
     clip, x = load_frames(frames, "segment_video", per_step, dev)
     fg = bg = None
     if fg_hints is not None:
         fg, bg = load_hints(fg_hints, "fg_hints", clip, dev), load_hints(bg_hints, "bg_hints", clip, dev)
+    elif hints == "auto":  # each frame's own, as dd.segment computes them
+        fg, bg = (torch.cat(maps) for maps in zip(*(segmentation.auto_hints(x[t:t + 1]) for t in range(len(x)))))
     defaults = segmentation.SPEC.defaults_for(config.mode)
     stages = split_iterations(config.iterations, defaults.stages)
     with timed_run(config, sum(stages), "segment video") as (reporter, start):
@@ -636,7 +644,9 @@ def segment_video(frames, config: SolverConfig | None = None, *, fg_hints=None, 
         result = VideoSegmentationResult(
             task="segment_video", mask=frames_hwc((refined > 0.5).float()), soft_mask=frames_hwc(best["soft_mask"]),
             foreground=frames_hwc(best["foreground"]), background=frames_hwc(best["background"]), fps=clip.fps,
-            history=reporter.history, seconds=time.perf_counter() - start, config=config)
+            history=reporter.history, seconds=time.perf_counter() - start, config=config,
+            hints=None if fg is None else {"fg": frames_hwc(fg), "bg": frames_hwc(bg)},
+            hint_source="given" if fg_hints is not None else hints)
     return _described(result, dev, reporter, frames=(frames, clip),
                       fg_hints=(fg_hints, None) if fg_hints is None else (fg_hints, clip),
                       bg_hints=(bg_hints, None) if bg_hints is None else (bg_hints, clip))
@@ -699,7 +709,9 @@ SEGMENT_SPEC = register(TaskSpec(
                   "(needs bg_hints)", required=False),
             Input("bg_hints", "clip_maps", "maps marking sure background, one per frame (needs fg_hints)",
                   required=False)),
-    options=(FRAMES_PER_STEP,),
+    options=(Option("hints", "with no --fg-hints/--bg-hints: auto (default) computes each frame's hints from its "
+                    "saliency map; none runs the hint-free variant", type=str, choices=segmentation.HINTS),
+             FRAMES_PER_STEP),
     defaults=segmentation.SPEC.defaults, not_batched=NOT_BATCHED, evaluation=_evaluation("segment_video"),
     extra={"frame_task": "segment"},
 ))
