@@ -290,8 +290,8 @@ def peak_child(reference: str, task: str, size: int, steps: int, seed: int = 0) 
     process's peak resident set and its peak after the imports, in MB (cf. ``bench.peak_memory``)."""
     import torch
 
-    from doubledip.bench import _max_rss_mb
-    before = _max_rss_mb()
+    from doubledip.machine import peak_rss_mb
+    before = peak_rss_mb()
     prepare_process(reference, seed)
     model, closure = build(task, size, seed)
     loop = AuthorsLoop(model, closure)
@@ -300,7 +300,7 @@ def peak_child(reference: str, task: str, size: int, steps: int, seed: int = 0) 
             loop.advance()
     finally:
         loop.close()
-    return {"peak_rss_mb": _max_rss_mb(), "import_rss_mb": before,
+    return {"peak_rss_mb": peak_rss_mb(), "import_rss_mb": before,
             "threads": torch.get_num_threads()}
 
 
@@ -337,8 +337,8 @@ def rss_mb() -> float:
 
 def peak_mb() -> float:
     """This process's peak resident set, in MB (``doubledip.bench``'s measure)."""
-    from doubledip.bench import _max_rss_mb
-    return _max_rss_mb()
+    from doubledip.machine import peak_rss_mb
+    return peak_rss_mb()
 
 
 def block_median(stamps, warmup: int) -> float:

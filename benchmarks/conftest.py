@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import os
-import platform
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from doubledip.bench import benched_tasks
+from doubledip.machine import cpu_model
 
 # the tasks with a benchmark problem in the task registry (doubledip bench times the same)
 TASKS = tuple(benched_tasks())
@@ -121,17 +121,6 @@ def _commit() -> str:
         return "unknown"
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 @pytest.hookimpl(optionalhook=True)  # a hook of pytest-benchmark: no error where it is missing
 def pytest_benchmark_update_machine_info(config, machine_info):
     """What report.py puts in RESULTS.md's header: the machine, the software, the command."""
@@ -140,7 +129,7 @@ def pytest_benchmark_update_machine_info(config, machine_info):
     from doubledip import bindings
 
     machine_info["doubledip"] = {
-        "cpu_model": _cpu_model(), "logical_cpus": os.cpu_count(),
+        "cpu_model": cpu_model(), "logical_cpus": os.cpu_count(),
         "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "cuda_device": torch.cuda.get_device_name() if torch.cuda.is_available() else None,

@@ -9,7 +9,6 @@ achieved against the device's measured fp32 matmul rate, and peak memory.
 """
 from __future__ import annotations
 
-import resource
 import statistics
 import sys
 import time
@@ -17,6 +16,7 @@ import time
 import torch
 
 from doubledip.engine.adam import Adam
+from doubledip.machine import peak_rss_mb
 from doubledip.engine.solver import ADAM_SQRT, RunContext, fast_autocast_dtype
 from doubledip.engine.config import SolverConfig
 from doubledip.engine.nets.unet import SkipUNet
@@ -147,21 +147,6 @@ class CudaPeak:
             self.mb, self.above_start_mb = peak / 2 ** 20, (peak - self._start) / 2 ** 20
 
 
-def _max_rss_mb() -> float:
-    """This process's peak resident set in MB: ``VmHWM`` where Linux has it (the peak of this
-    process image: ``ru_maxrss`` carries the parent's peak over ``fork`` + ``exec``), else
-    ``ru_maxrss``."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2 ** 20
-
-
 def peak_memory(task: str, size: int, batch: int = 1, device: str = "cpu", variant: str = "reference",
                 steps: int = 3, timeout: float = 600) -> dict:
     """Peak memory of ``steps`` steps of :func:`variant_step` in a fresh Python process (what a
@@ -181,12 +166,12 @@ def peak_memory(task: str, size: int, batch: int = 1, device: str = "cpu", varia
 
 def _peak_child(task: str, size: int, batch: int, device: str, variant: str, steps: int) -> dict:
     dev = SolverConfig(device=device).resolve_device()
-    before = _max_rss_mb()
+    before = peak_rss_mb()
     step = variant_step(task, size, batch, dev, variant)[0]
     for _ in range(steps):
         step()
     _sync(dev)
-    out = {"peak_rss_mb": _max_rss_mb(), "import_rss_mb": before, "threads": torch.get_num_threads()}
+    out = {"peak_rss_mb": peak_rss_mb(), "import_rss_mb": before, "threads": torch.get_num_threads()}
     if dev.type == "cuda":
         out["cuda_peak_mb"] = torch.cuda.max_memory_allocated(dev) / 2 ** 20
     return out
@@ -262,7 +247,7 @@ def bench(task: str, size: int = 256, device: str = "auto", batch: int = 1, step
         peak_mb = torch.cuda.max_memory_allocated(dev) / 2 ** 20
         memory = "cuda max allocated"
     else:
-        peak_mb = _max_rss_mb()
+        peak_mb = peak_rss_mb()
         memory = "process peak RSS"
     rate = matmul_rate(dev)
     achieved = flops / per_iter / 1e9

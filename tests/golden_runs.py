@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import platform
 import sys
 from pathlib import Path
 
@@ -78,15 +77,9 @@ def machine() -> str:
     """What the bit-exact hashes depend on: CPU model, torch version, its CPU capability."""
     import torch
 
-    model = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model} | torch {torch.__version__} | {torch.backends.cpu.get_cpu_capability()}"
+    from doubledip.machine import cpu_model
+
+    return f"{cpu_model()} | torch {torch.__version__} | {torch.backends.cpu.get_cpu_capability()}"
 
 
 def write() -> None:

@@ -12,7 +12,6 @@ import datetime as _dt
 import json
 import math
 import os
-import platform
 import time
 from pathlib import Path
 from typing import Callable, Iterable, Optional
@@ -20,6 +19,7 @@ from typing import Callable, Iterable, Optional
 import numpy as np
 
 from doubledip.engine.tasks import registry
+from doubledip.machine import cpu_model
 from doubledip.evaluation import baselines as _baselines
 from doubledip.evaluation import cases as _cases
 
@@ -184,21 +184,10 @@ def evaluate(suite: str = "quick", tasks: Optional[Iterable[str]] = None, mode: 
     return rows
 
 
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _environment(suite: str) -> dict:
     import torch
     return {"suite": suite, "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "machine": f"{_cpu_name()}, {os.cpu_count()} cores",
+            "machine": f"{cpu_model()}, {os.cpu_count()} cores",
             "date": _dt.datetime.now().isoformat(timespec="seconds")}
 
 

@@ -146,9 +146,8 @@ cfg = dd.SolverConfig(iterations=4, device="cpu", threads=1, low_memory=low, rep
 args = {"separate": [img()], "dehaze": [img()], "segment": [img()], "separate_pair": [img(), img()],
         "remove_watermark": [img(), hint], "remove_watermark_multi": [[img(), img(), img()]]}[task]
 spec.run(*args, cfg)
-for line in open("/proc/self/status"):
-    if line.startswith("VmHWM:"):
-        print(json.dumps({"peak_mb": int(line.split()[1]) / 1024}))
+from doubledip.machine import peak_rss_mb
+print(json.dumps({"peak_mb": peak_rss_mb()}))
 """
 
 
