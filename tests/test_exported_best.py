@@ -231,10 +231,11 @@ def test_pair_export_gives_the_result(paired, fmt, tmp_path):
 @pytest.fixture(scope="module")
 def dehazed():
     """Fast mode (no guided filter: the result's transmission is the net's, clamped to [0.1, 1]),
-    one pass learning the airlight; tracked at 0, 8, ..., 32; ascent after 16."""
+    one pass learning the airlight, the fit kept (no fallback to the classic result); tracked at
+    0, 8, ..., 32; ascent after 16."""
     return _fit(dehazing.DehazeProblem,
                 lambda: dd.dehaze(IMG, _config(iterations=33, mode="fast", early_stop=False), passes=1,
-                                  learn_airlight=True), ascent_after=16)
+                                  learn_airlight=True, keep_fit=True), ascent_after=16)
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

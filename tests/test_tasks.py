@@ -325,7 +325,8 @@ def test_dehaze_method_dcp_is_the_classic_prior_with_no_fit(tmp_path):
     given = dd.dehaze(img, method="dcp", airlight=[0.9, 0.9, 0.9])
     np.testing.assert_allclose(given.airlight, 0.9)
     meta = json.loads((r.save(tmp_path / "d") / "result.json").read_text())
-    assert meta["run"] == {"method": "dcp"}
+    assert meta["run"] == {"method": "dcp", "selection": "", "stop_reason": "no fit", "stopped_at": None,
+                           "warnings": []}
     assert dd.dehaze(img, dd.SolverConfig(iterations=2)).method == "dip"
     with pytest.raises(ValueError, match="method must be one of"):
         dd.dehaze(img, method="magic")

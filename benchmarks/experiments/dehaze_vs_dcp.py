@@ -57,6 +57,21 @@ def cases(size: int):
             edge_depth_case(size, "astronaut", "horse"), edge_depth_case(size, "coffee", "horse")]
 
 
+def table(rows: list) -> str:
+    """Markdown: per case and seed the fit, the classic result and what the default call returns."""
+    lines = ["| case | seed | fit dB | fit s | dark channel prior dB | default call returns | its dB | its - DCP dB |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['case']} | {r['seed']} | {r['psnr']:.2f} | {r['seconds']:.0f} | {r['dcp_psnr']:.2f} | "
+                     f"{r['default_call']} | {r['default_call_psnr']:.2f} | {r['default_call_psnr'] - r['dcp_psnr']:+.2f} |")
+    fit = [r["psnr"] - r["dcp_psnr"] for r in rows]
+    chosen = [r["default_call_psnr"] - r["dcp_psnr"] for r in rows]
+    lines.append(f"| **mean** | | fit - DCP {sum(fit) / len(fit):+.2f} (worst {min(fit):+.2f}) | "
+                 f"{sum(r['seconds'] for r in rows) / len(rows):.0f} | | fit {sum(r['default_call'] == 'dip' for r in rows)}"
+                 f" of {len(rows)} | | {sum(chosen) / len(chosen):+.2f} (worst {min(chosen):+.2f}) |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=256)
@@ -64,8 +79,15 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--cases", default=None, help="comma-separated case names (default: all)")
     parser.add_argument("--keep", default=None, help="folder for the outputs (.npz per case and seed)")
-    parser.add_argument("-o", "--output", required=True)
+    parser.add_argument("-o", "--output", default=None)
+    parser.add_argument("--table", nargs="+", default=None, metavar="JSON",
+                        help="print the Markdown table of earlier runs' output files instead of running")
     args = parser.parse_args(argv)
+    if args.table:
+        print(table([row for path in args.table for row in json.loads(Path(path).read_text())]))
+        return 0
+    if args.output is None:
+        parser.error("-o/--output is required to run")
 
     import doubledip as dd
     from doubledip.evaluation.metrics import psnr, ssim

@@ -87,9 +87,24 @@ RULES = [cap(2000), cap(2500), cap(2800), cap(3000), cap(3500),
          settled(0.005, capped=2800, relative=True)]
 
 
+def collapse_ratio(npz_path, at: int = 1000):
+    """The collapse test's value (separation.COLLAPSE_AT): the flatter result layer's spatial
+    standard deviation over the other's at iteration ``at``, from a curve's kept layers."""
+    import numpy as np
+
+    kept = np.load(npz_path)
+    if f"layers_{at}" not in kept:
+        return None
+    layers = kept[f"layers_{at}"].astype(np.float32)
+    spread = [float(layer.std(axis=(0, 1)).mean()) for layer in layers]
+    return min(spread) / max(spread)
+
+
 def main(argv=None) -> int:
     paths = (argv if argv is not None else sys.argv[1:])
     runs = [json.loads(Path(p).read_text()) for p in paths]
+    defaults = [r for r in runs if r.get("default_call")]
+    runs = [r for r in runs if not r.get("default_call") and r.get("iterations", 0) >= 2500]
     runs.sort(key=lambda r: r["seed"])
     print("| rule | " + " | ".join(f"seed {r['seed']}: stop, dB (peak - dB), s" for r in runs)
           + " | mean dB | worst dB | mean gap to peak |")
@@ -113,6 +128,22 @@ def main(argv=None) -> int:
         best = max(r["curve"], key=lambda p: p["mean_layer_psnr"])
         print(f"| {r['seed']} | {best['mean_layer_psnr']:.2f} | {best['iteration']} | {best['seconds']:.0f} | "
               f"{r['curve'][-1]['mean_layer_psnr']:.2f} |")
+    tested = [r for r in runs if r.get("collapse_test_at_1000") is not None]
+    if tested:
+        print()
+        print("| seed | collapse test at 1000 (flatter layer's spread / the other's) | peak dB |")
+        print("|---|---|---|")
+        for r in tested:
+            peak = max(q["mean_layer_psnr"] for q in r["curve"])
+            print(f"| {r['seed']} | {r['collapse_test_at_1000']:.3f} | {peak:.2f} |")
+    if defaults:
+        print()
+        print("| seed | default call: mean layer PSNR dB | seconds | iterations run | restarts | stop reason |")
+        print("|---|---|---|---|---|---|")
+        for r in sorted(defaults, key=lambda r: r["seed"]):
+            run = r["curve"][-1]["iteration"] if r["curve"] else None
+            print(f"| {r['seed']} | {r['mean_layer_psnr']:.2f} | {r['seconds']:.0f} | {run} | {r['restarts']} | "
+                  f"{r['stop_reason']} |")
     return 0
 
 
