@@ -68,8 +68,10 @@ def header(doc: dict) -> str:
         "`python benchmarks/report.py benchmarks/results.json > benchmarks/RESULTS.md`; earlier results are in",
         "git history and, summarised, in `benchmarks/experiments/README.md`. Times are medians of each",
         "benchmark's rounds; every ratio is between rows of this run on this machine. Measurements",
-        "that are runs of their own (many-image throughput, video, segmentation hints, fast-mode",
-        "screens) are in `benchmarks/experiments/` (`runs_throughput.md`, ...), each with its command.",
+        "that are runs of their own (fast mode's default call per seed, dehazing against the dark",
+        "channel prior, segmentation without hints, video) follow the suite's tables, each from its",
+        "`benchmarks/experiments/*.md` with its own machine, date and command; the other screens",
+        "are in `benchmarks/experiments/` (`runs_throughput.md`, ...).",
         "",
         f"- Date: {doc.get('datetime', '?')[:19].replace('T', ' ')} UTC",
         f"- Machine: {ours.get('cpu_model') or cpu.get('brand_raw', '?')}, {ours.get('logical_cpus', cpu.get('count', '?'))} "

@@ -256,10 +256,6 @@ def _run(args) -> Path:
 
 def _save(result, folder: Path, args, extra_images: dict, partial: bool = False) -> None:
     """Write one result (and its export) into ``folder``; an unwritable folder is a usage error."""
-    if getattr(result, "stopped_at", None) is not None:
-        print(f"doubledip: stopped at iteration {result.stopped_at + 1}: {result.stop_reason}", file=sys.stderr)
-    for message in getattr(result, "warnings", ()):
-        print(f"doubledip: warning: {message}", file=sys.stderr)
     try:
         result.save(folder, overwrite=args.overwrite, extra_images=extra_images or None)
         if partial:
@@ -270,6 +266,11 @@ def _save(result, folder: Path, args, extra_images: dict, partial: bool = False)
             result.export(folder / "export", args.export)
     except OSError as exc:  # unwritable or read-only: one line naming the folder
         raise UsageError(f"cannot write to {str(folder)!r}: {exc.strerror or exc}") from None
+    # saved: why the run ended and what it warns about (an error above stays the one line)
+    if getattr(result, "stopped_at", None) is not None:
+        print(f"doubledip: stopped at iteration {result.stopped_at + 1}: {result.stop_reason}", file=sys.stderr)
+    for message in getattr(result, "warnings", ()):
+        print(f"doubledip: warning: {message}", file=sys.stderr)
 
 
 def _write(args) -> int:

@@ -247,7 +247,8 @@ def dehaze(image, config: SolverConfig | None = None, *, airlight=None, learn_ai
     (He et al. 2009, guided-filter refined), which resolves the ambiguity the reference leaves
     open (t = 1, J = I also reproduces the image).
     Returns ``image`` (H x W x 3), ``transmission`` (H x W), ``airlight`` (3,; the spatial mean
-    when A was learned as a map). Default 4000 iterations per pass, lr 1e-3.
+    when A was learned as a map). Default 4000 iterations per pass, lr 1e-3; fast mode: one pass
+    of 700, then the better of the fit and the classic result (``keep_fit``).
     """
     config = resolve(config, {"image": image, "airlight": airlight}, iterations=iterations, seed=seed,
                      device=device, progress=progress)

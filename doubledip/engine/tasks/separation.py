@@ -159,9 +159,10 @@ class SeparationProblem(ImageProblem):
                 frozen = self.stopped if self.settle else None
                 self.made.update(self.tracker.took if not self.fast else None if frozen is None else ~frozen,
                                  {"layer_0": unaugment(z0, a), "layer_1": unaugment(z1, a)}, a)
-                if self.average is not None:  # (a video's frame store takes no frozen mask: it has no rule)
-                    layers = {"layer_0": l0, "layer_1": l1}
-                    self.average.update(layers) if frozen is None else self.average.update(layers, frozen)
+                if self.average is not None and frozen is None:  # (a video's frame store takes no mask)
+                    self.average.update({"layer_0": l0, "layer_1": l1})
+                elif self.average is not None:
+                    self.average.update({"layer_0": l0, "layer_1": l1}, frozen)
         terms = {"reconstruction": recon, "exclusion": excl}
         if self.settle:
             if (k + 1) % SETTLE_EVERY == 0:
@@ -273,9 +274,13 @@ def separate(image, config: SolverConfig | None = None, *, iterations: int | Non
     """Split one image into two layers that add up to it (e.g. a reflection and a transmission).
 
     Returns ``layers`` (2 x H x W x 3, each at about half intensity) and ``reconstruction``.
-    Default: 8000 iterations, lr 5e-4 (the paper's); fast mode: lr 1e-3, from iteration 1000 on
-    1.5e-3 and half the paper's input noise, and the layers averaged over the last iterations
-    instead of the best-tracked ones.
+    Default: 8000 iterations, lr 5e-4 (the paper's). Fast mode: lr 1e-3, from iteration 1000 on
+    1.5e-3 and half the paper's input noise, the layers averaged over the last iterations instead
+    of the best-tracked ones, at most 2800 iterations, ending once the layers have settled
+    (``SETTLE_*``), and a restart from a derived seed when a layer has collapsed at iteration
+    1000 (``COLLAPSE_*``; ``result.restarts``). ``result.stop_reason`` says why the run ended;
+    ``result.warnings`` holds a :class:`doubledip.ShortRunWarning`'s message when the layers do
+    not reproduce the image yet.
     """
     config = resolve(config, {"image": image}, iterations=iterations, seed=seed, device=device, progress=progress)
     return separate_many([image], config)[0]
