@@ -67,16 +67,16 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     result = dd.separate(mixture, config)
     final = layer_scores(result.layers, truths, with_ssim=False)["layer_psnr"]
+    np.savez_compressed(Path(args.output).with_suffix(".npz"), mixture=mixture, **kept)
+    from stopping_rules import collapse_ratio  # the collapse test's value at 1000 (attempt 0), when kept
+
+    ratio = collapse_ratio(Path(args.output).with_suffix(".npz"))
     Path(args.output).write_text(json.dumps({
         "seed": args.seed, "size": args.size, "iterations": None if args.default_call else args.iterations,
         "default_call": args.default_call, "seconds": result.seconds, "mean_layer_psnr": final,
         "stop_reason": result.stop_reason, "stopped_at": result.stopped_at,
         "restarts": result.restarts, "warnings": result.warnings, "collapse_test_at_1000": ratio,
         "curve": curve}, indent=1))
-    np.savez_compressed(Path(args.output).with_suffix(".npz"), mixture=mixture, **kept)
-    from stopping_rules import collapse_ratio  # the collapse test's value at 1000, when kept
-
-    ratio = collapse_ratio(Path(args.output).with_suffix(".npz"))
     best = max(curve, key=lambda p: p["mean_layer_psnr"])
     print(f"seed {args.seed}: result {final:.2f} dB ({result.stop_reason}, restarts {result.restarts}), "
           f"peak {best['mean_layer_psnr']:.2f} dB at {best['iteration']}, "
