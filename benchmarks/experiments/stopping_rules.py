@@ -102,7 +102,7 @@ def collapse_ratio(npz_path, at: int = 1000):
 
 def main(argv=None) -> int:
     paths = (argv if argv is not None else sys.argv[1:])
-    runs = [json.loads(Path(p).read_text()) for p in paths]
+    runs = [r for r in (json.loads(Path(p).read_text()) for p in paths) if isinstance(r, dict) and "curve" in r]
     defaults = [r for r in runs if r.get("default_call")]
     runs = [r for r in runs if not r.get("default_call") and r.get("iterations", 0) >= 2500]
     runs.sort(key=lambda r: r["seed"])
