@@ -35,7 +35,7 @@ def _add_batch_options(p: argparse.ArgumentParser) -> None:
 def register(subparsers) -> argparse.ArgumentParser:
     """Add ``batch`` (one sub-subcommand per task, with the task's own options) to an argparse
     subparsers object; ``func`` is :func:`run`."""
-    from doubledip.cli import _common, add_task_options
+    from doubledip.cli_options import _common, add_task_options
     from doubledip.engine.tasks import registry
 
     p = subparsers.add_parser(
@@ -60,7 +60,7 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     """Run the batch ``args`` describe; returns the exit status."""
-    from doubledip.cli import _config
+    from doubledip.cli_options import _config
     from doubledip.engine.tasks import registry
     from doubledip.runs.batch import DEFAULT_CHECKPOINT_EVERY, BatchInterrupted, run_many
 
