@@ -89,14 +89,17 @@ class SolverConfig:
     seed: every random draw of a run derives from it; equal seeds repeat exactly on CPU.
     mode: "reference" (the published method, number for number) or "fast" (a faster method held to
         the same quality by the quality suite: bf16 generators on GPUs, a raised lr, less input
-        noise and averaged layers in single-image separation, a scalar per mixing weight in two-image separation,
-        one dehazing pass, early stopping; see the README).
+        noise, averaged layers, 2800 iterations and restarts after a collapse in single-image
+        separation, a scalar per mixing weight in two-image separation, one short dehazing pass
+        that falls back to the dark channel prior, early stopping; see the README).
     progress: show a progress bar; callback: called with a dict every ``log_every`` iterations.
     log_every: how often losses and PSNR are read from the device (history, callback, progress).
     channels_last: run the generators in channels-last memory format (same function within float
         rounding; faster convolutions).
-    early_stop: end the last stage once the reconstruction PSNR has stopped improving (None: on
-        in fast mode, off in reference mode); the iteration count stays the cap.
+    early_stop: end the last stage once the task's stopping rule fires (None: on in fast mode, off
+        in reference mode): in fast-mode separation once the layers have settled (and a restart
+        after a collapse), elsewhere once the reconstruction PSNR has stopped improving; the
+        iteration count stays the cap. The result's ``stop_reason`` says which ended the run.
     threads: CPU threads for the run (None: leave torch's setting). With several heavy processes
         on one machine, set it so their sum does not exceed the cores: oversubscribed OpenMP
         threads can make a step 25x slower.
