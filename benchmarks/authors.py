@@ -325,14 +325,10 @@ def peak_memory(reference, task: str, size: int, steps: int = 3, timeout: float 
 
 def rss_mb() -> float:
     """This process's resident set now, in MB (Linux; NaN elsewhere)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("nan")
+    from doubledip.machine import resident_mb
+
+    now = resident_mb()
+    return float("nan") if now is None else now
 
 
 def peak_mb() -> float:

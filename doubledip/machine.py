@@ -19,16 +19,29 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def _status_mb(key: str):
+    """A ``/proc/self/status`` size (``VmRSS``, ``VmHWM``) in MB, or None where Linux lacks it."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def resident_mb():
+    """This process's resident set now, in MB, or None where unknown (not Linux)."""
+    return _status_mb("VmRSS")
+
+
 def peak_rss_mb() -> float:
     """This process's peak resident set in MB: ``VmHWM`` where Linux has it (the peak of this
     process image: ``ru_maxrss`` carries the parent's peak over ``fork`` + ``exec``), else
     ``ru_maxrss``."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
+    peak = _status_mb("VmHWM")
+    if peak is not None:
+        return peak
     scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2 ** 20

@@ -27,3 +27,10 @@ def test_the_peak_resident_set_grows_with_what_the_process_touches():
     out = subprocess.run([sys.executable, "-c", _CHILD], capture_output=True, text=True, check=True, timeout=120)
     before, after = json.loads(out.stdout)
     assert before > 1 and after >= before + 48, (before, after)
+
+
+def test_the_resident_set_is_a_positive_size_below_the_peak():
+    from doubledip.machine import peak_rss_mb, resident_mb
+
+    now = resident_mb()
+    assert now is not None and 1 < now <= peak_rss_mb() + 1e-6

@@ -103,14 +103,9 @@ def available_mb() -> float:
 
 def resident_mb() -> float:
     """This process's resident memory now (MB; 0 where unknown)."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
+    from doubledip.machine import resident_mb
+
+    return resident_mb() or 0.0
 
 
 def check_fits(task: str, size, images: int = 1, low_memory: bool = False,

@@ -171,7 +171,8 @@ class SeparationProblem(ImageProblem):
                 self._check_settled(k + 1)
             if self.collapse_check and k + 1 == COLLAPSE_AT:
                 self._check_collapsed()
-            terms["layer_change"] = self.changes.mean(dim=1)  # (B,): the rule's signal, in the history
+            if log or last:  # (B,): the rule's signal, in the history (terms are read at logged steps only)
+                terms["layer_change"] = self.changes.mean(dim=1)
         return Step(loss, quality, terms)
 
     def _check_settled(self, done: int) -> None:
