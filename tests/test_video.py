@@ -2,6 +2,7 @@
 task's step, exactly), shared generators and per-frame temporal noise, per-frame result stores,
 the API, save, CLI, registry and the video suite, and every bad input as one clear error."""
 import json
+import math
 import subprocess
 import sys
 
@@ -212,6 +213,35 @@ def test_each_video_task_returns_clips_of_the_input_shape(name, kwargs, fields, 
         assert set(np.unique(r.mask)) <= {0.0, 1.0}
     assert r.history and r.seconds > 0 and r.device == "cpu" and r.fps == 25.0
     assert r.inputs["frames"] == {"path": None, "size": [H, W], "frames": T, "fps": 25.0}
+
+
+def test_fast_video_dehazing_returns_the_dark_channel_prior_per_frame_when_the_fit_does_not_explain_the_clip_better(
+        monkeypatch):
+    """One choice for the whole clip (no switching between methods from frame to frame), the
+    prior run on each frame with the clip's airlight; keep_fit and reference mode keep the fit."""
+    from doubledip.engine.io import load_image
+    from doubledip.engine.post import dcp_dehaze
+    from doubledip.engine.tasks import dehazing
+
+    clip = _clip() * 0.5 + 0.4
+    fast = CFG.replace(mode="fast")
+    monkeypatch.setattr(dehazing, "FALLBACK_MARGIN", 1.0)  # the fit can never be better by 100%
+    r = dd.dehaze_video(clip, fast)
+    assert r.method == "dcp" and r.selection.startswith("dcp: the fit did not") and r.history
+    a0 = video.clip_airlight(torch.cat([load_image(f) for f in clip]))
+    np.testing.assert_allclose(r.airlight, a0.numpy(), atol=1e-6)
+    for t in (0, T - 1):
+        clear, trans, _ = dcp_dehaze(load_image(clip[t]), airlight=a0)
+        np.testing.assert_allclose(r.image[t], clear[0].permute(1, 2, 0).numpy(), atol=1e-6)
+        np.testing.assert_allclose(r.transmission[t], trans[0, 0].numpy(), atol=1e-6)
+    assert dd.dehaze_video(clip, fast, keep_fit=True).method == "dip"
+    reference = dd.dehaze_video(clip, CFG, passes=1)
+    assert (reference.method, reference.selection) == ("dip", "")
+    monkeypatch.setattr(dehazing, "FALLBACK_MARGIN", -math.inf)  # any finite residual is better
+    kept = dd.dehaze_video(clip, fast)
+    assert kept.method == "dip" and kept.selection.startswith("dip:")
+    assert not np.allclose(kept.image, r.image, atol=1e-3)
+    assert kept.summary()["run"]["method"] == "dip" and r.summary()["run"]["selection"] == r.selection
 
 
 def test_segment_video_without_hints_uses_each_frames_automatic_hints(tmp_path):

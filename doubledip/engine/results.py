@@ -536,8 +536,12 @@ class VideoDehazeResult(_VideoResultBase):
     image: np.ndarray = None  # T x H x W x 3 haze-free
     transmission: np.ndarray = None  # T x H x W
     airlight: np.ndarray = None  # (3,), one for the clip
+    method: str = field(default="dip", repr=False)  # "dip" (the fit) or "dcp" (the classic prior per frame)
+    # fast mode: which of the fit and the classic result this clip is, and why ("" otherwise)
+    selection: str = field(default="", repr=False)
     _FRAME_FIELDS = ("image", "transmission")
     _VALUE_FIELDS = ("airlight", "fps")
+    _RUN_FIELDS = ("method", "selection")
 
 
 @dataclass

@@ -192,29 +192,46 @@ def dehaze_many(images: list, config: SolverConfig, airlight=None, learn_airligh
 def haze_residual(image: torch.Tensor, t: torch.Tensor, airlight: torch.Tensor) -> float:
     """How badly (t, A) explain a hazy image: the mean absolute residual of ``I = t J + (1 - t) A``
     with ``J = (I - (1 - t) A) / t`` clipped to [0, 1]; zero where J needs no clipping.
-    image: 1 x 3 x H x W; t: 1 x 1 x H x W (clamped to [0.1, 1]); airlight: (3,)."""
+    image: T x 3 x H x W (T frames: their mean); t: T x 1 x H x W (clamped to [0.1, 1]); airlight: (3,)."""
     t = t.clamp(0.1, 1.0)
     a = airlight.reshape(1, 3, 1, 1).to(image)
     clear = ((image - (1 - t) * a) / t).clamp(0, 1)
     return float((image - (t * clear + (1 - t) * a)).abs().mean())
 
 
+def fit_or_classic(images: torch.Tensor, t_fit: torch.Tensor, a_fit: torch.Tensor, airlight: torch.Tensor):
+    """Fast mode's choice between the fit and the dark channel prior for frames that belong
+    together (an image: T = 1; a clip: all its frames, one choice, so that the method does not
+    switch from frame to frame): the fit only where it explains them better by
+    :data:`FALLBACK_MARGIN` (:func:`haze_residual`, over all the frames).
+
+    images: T x 3 x H x W; t_fit: T x 1 x H x W; a_fit, airlight (the prior's, given or
+    estimated): (3,). Returns (keep_fit, why, classic); classic: the prior's (J: T x 3 x H x W,
+    t: T x 1 x H x W, A: (3,)) with ``airlight``."""
+    per_frame = [dcp_dehaze(images[i:i + 1], airlight=airlight) for i in range(images.shape[0])]
+    clear, t_dcp = torch.cat([c for c, _, _ in per_frame]), torch.cat([t for _, t, _ in per_frame])
+    a_dcp = per_frame[0][2]
+    fit = haze_residual(images, t_fit, a_fit)
+    classic = haze_residual(images, t_dcp, a_dcp)
+    residuals = f"haze-model residual {fit:.3g} against {classic:.3g}"
+    if fit < (1 - FALLBACK_MARGIN) * classic:
+        return True, f"dip: the fit explains the image better than the dark channel prior ({residuals})", None
+    return False, (f"dcp: the fit did not explain the image better than the dark channel prior ({residuals}), "
+                   "so this is the classic result"), (clear, t_dcp, a_dcp)
+
+
 def _keep_the_better(result: DehazeResult, image: torch.Tensor, airlight: torch.Tensor) -> None:
     """Fast mode: replace ``result``'s outputs by the dark channel prior's unless the fit explains
-    ``image`` (1 x 3 x H x W) better by :data:`FALLBACK_MARGIN` (see :func:`haze_residual`)."""
-    clear, t_dcp, a_dcp = dcp_dehaze(image, airlight=airlight)
+    ``image`` (1 x 3 x H x W) better (:func:`fit_or_classic`)."""
     to = lambda x: torch.from_numpy(np.asarray(x)).to(image)  # noqa: E731
-    fit = haze_residual(image, to(result.transmission)[None, None], to(result.airlight))
-    classic = haze_residual(image, t_dcp, a_dcp)
-    if fit < (1 - FALLBACK_MARGIN) * classic:
-        result.selection = (f"dip: the fit explains the image better than the dark channel prior "
-                            f"(haze-model residual {fit:.3g} against {classic:.3g})")
+    keep, result.selection, classic = fit_or_classic(image, to(result.transmission)[None, None],
+                                                     to(result.airlight), airlight)
+    if keep:
         return
+    clear, t_dcp, a_dcp = classic
     result.image, result.transmission = hwc(clear), hwc(t_dcp)
     result.airlight, result.method = a_dcp.cpu().numpy().astype(np.float32), "dcp"
     result.fitted = None  # the nets do not make these outputs: nothing to export
-    result.selection = (f"dcp: the fit did not explain the image better than the dark channel prior "
-                        f"(haze-model residual {fit:.3g} against {classic:.3g}), so this is the classic result")
 
 
 def _classic(image: torch.Tensor, airlight, config: SolverConfig) -> DehazeResult:

@@ -565,14 +565,19 @@ def _dehaze_pass(images, airlight0, learn, iterations, config, lr, reporter, pas
 
 
 def dehaze_video(frames, config: SolverConfig | None = None, *, airlight=None, learn_airlight: bool = False,
-                 passes: int | None = None, frames_per_step: int | None = None, iterations: int | None = None,
-                 seed: int | None = None, device: str | None = None, progress: bool | None = None) -> VideoDehazeResult:
+                 passes: int | None = None, frames_per_step: int | None = None, keep_fit: bool = False,
+                 iterations: int | None = None, seed: int | None = None, device: str | None = None,
+                 progress: bool | None = None) -> VideoDehazeResult:
     """Remove the haze of a clip, ``I_t = t_t * J_t + (1 - t_t) * A`` (ALGORITHM.md 6.4), with one
     image net and one transmission net shared by all frames and one airlight for the clip.
 
     airlight: 3 values in [0, 1] (None: the median of the frames' dark-channel-prior
     estimates). learn_airlight, passes and fast mode as :func:`doubledip.dehaze`.
     frames_per_step: frames fitted per iteration (default 1).
+    keep_fit: fast mode returns the dark channel prior run on each frame (with the clip's
+    airlight) instead of the fit when the fit does not explain the clip better (one choice for the
+    whole clip, :func:`doubledip.engine.tasks.dehazing.fit_or_classic`); ``method`` then says
+    "dcp" and ``selection`` why. True: always the fit.
     Returns ``image`` (T x H x W x 3), ``transmission`` (T x H x W), ``airlight`` (3,).
     """
     config = resolve(config, {"frames": frames, "airlight": airlight}, iterations=iterations, seed=seed,
@@ -593,9 +598,15 @@ def dehaze_video(frames, config: SolverConfig | None = None, *, airlight=None, l
             J, t, A = _dehaze_pass(current, A0, learn_airlight or p > 0, T, config, config.lr or defaults.lr,
                                    reporter, p, sum(stages[:p]), per_step)
             current, A0 = J, A.mean(dim=(0, 2, 3))  # the next pass learns A from this one's (its mean)
+        A = A.mean(dim=(0, 2, 3))
+        method, selection = "dip", ""
+        if config.mode == "fast" and not keep_fit:
+            keep, selection, classic = dehazing.fit_or_classic(x, t, A, a0)
+            if not keep:
+                (J, t, A), method = classic, "dcp"
         result = VideoDehazeResult(
             task="dehaze_video", image=frames_hwc(J), transmission=frames_hwc(t),
-            airlight=A.mean(dim=(0, 2, 3)).cpu().numpy().astype(np.float32), fps=clip.fps,
+            airlight=A.cpu().numpy().astype(np.float32), fps=clip.fps, method=method, selection=selection,
             history=reporter.history, seconds=time.perf_counter() - start, config=config)
     return _described(result, dev, reporter, frames=(frames, clip))
 
@@ -695,7 +706,9 @@ DEHAZE_SPEC = register(TaskSpec(
                     "dark channel prior estimates)", type=float, nargs=3, metavar=("R", "G", "B")),
              Option("learn_airlight", "learn the airlight in the first pass too", flag=True),
              Option("passes", "default: 2 (reference mode), 1 (fast mode)", type=int, choices=(1, 2)),
-             FRAMES_PER_STEP),
+             FRAMES_PER_STEP,
+             Option("keep_fit", "fast mode: keep the fit even where it explains the clip no better than the dark "
+                    "channel prior per frame", flag=True)),
     defaults=dehazing.SPEC.defaults, not_batched=NOT_BATCHED, evaluation=_evaluation("dehaze_video"),
     extra={"frame_task": "dehaze"},
 ))
