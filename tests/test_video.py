@@ -17,6 +17,7 @@ from doubledip.engine.tasks import registry, video
 from doubledip.engine.tasks.dehazing import DehazeProblem
 from doubledip.engine.tasks.segmentation import SegmentationProblem
 from doubledip.engine.tasks.separation import SeparationProblem
+from doubledip.engine.solver import split_iterations
 
 T, H, W = 4, 24, 32
 CFG = dd.SolverConfig(iterations=6, seed=0, log_every=2)
@@ -97,6 +98,28 @@ def test_fast_segmentation_stops_once_every_frames_mask_has_settled(monkeypatch)
     first = stops.index(True)
     assert first == SETTLE_EVERY * 6 - 1  # each of the 3 chunks checked twice, in turn
     assert sorted(v.state.settle_seen) == [0, 1, 2]
+
+
+def test_fast_video_segmentation_fits_the_frames_in_turn_each_from_the_previous_frames_nets():
+    """Frame 0 first, exactly as dd.segment's fast run on it; then each next frame, warm (its
+    first record well above a cold start's), then frame 0 again; frames_per_step given: the
+    frames together through shared nets instead."""
+    clip, (fg, bg) = _clip(), _hints()
+    cfg = dd.SolverConfig(mode="fast", iterations=60, seed=0, log_every=1, early_stop=False)
+    r = dd.segment_video(clip, cfg, fg_hints=fg, bg_hints=bg)
+    warm = sum(split_iterations(round(60 * video.WARM_SHARE), video.WARM_STAGES))
+    visits = [[rec for rec in r.history if rec["visit"] == v] for v in range(T + 1)]
+    assert [v[0]["frame"] for v in visits] == [*range(T), 0]
+    assert [len(v) for v in visits] == [60] + [warm] * T
+    assert [rec["iteration"] for rec in r.history] == list(range(60 + T * warm))
+    alone = dd.segment(clip[0], cfg, fg_hint=fg[0], bg_hint=bg[0])
+    np.testing.assert_allclose([rec["psnr"] for rec in visits[0]], [rec["psnr"] for rec in alone.history], atol=1e-5)
+    cold = dd.segment(clip[1], cfg, fg_hint=fg[1], bg_hint=bg[1]).history  # frame 1 from scratch
+    for v in visits[1:]:  # each starts near where its neighbour ended (16.4 dB here), not from scratch (14.5)
+        assert v[0]["psnr"] > max(cold[0]["psnr"], visits[0][0]["psnr"]) + 0.5, (v[0], cold[0])
+    assert r.stop_reason.startswith("frames fitted in turn") and r.mask.shape == (T, H, W)
+    joint = dd.segment_video(clip, cfg, fg_hints=fg, bg_hints=bg, frames_per_step=2)
+    assert "frame" not in joint.history[0] and len(joint.history) == 60
 
 
 def _copy_into(image_problem, video_problem, j, fields):
@@ -458,3 +481,29 @@ def test_a_stopped_and_resumed_clip_run_equals_the_uninterrupted_one(name, kwarg
         a, b = getattr(want, field), getattr(got, field)
         np.testing.assert_array_equal(np.stack(a) if isinstance(a, list) else a,
                                       np.stack(b) if isinstance(b, list) else b, err_msg=field)
+
+
+def test_a_stopped_and_resumed_fast_segmentation_in_turn_equals_the_uninterrupted_one(tmp_path):
+    """Fast mode's frames in turn are one run_problem call per visit: a run stopped in a later
+    visit resumes there (the earlier visits from their checkpoints) and ends as the uninterrupted one."""
+    from doubledip.engine import checkpoint
+
+    fg, bg = _hints()
+    cfg = dd.SolverConfig(mode="fast", iterations=12, seed=0, log_every=2, early_stop=False)
+    want = dd.segment_video(_clip(), cfg, fg_hints=fg, bg_hints=bg)
+    seen = []
+
+    def stop_at(record):
+        seen.append(record)
+        if len(seen) == 9:
+            checkpoint.request_stop()
+
+    ck = cfg.replace(checkpoint_dir=str(tmp_path), checkpoint_every=2)
+    with pytest.raises(KeyboardInterrupt):
+        dd.segment_video(_clip(), ck.replace(callback=stop_at), fg_hints=fg, bg_hints=bg)
+    assert seen[-1]["visit"] >= 2
+    checkpoint.reset()
+    got = dd.segment_video(_clip(), ck.replace(resume=True), fg_hints=fg, bg_hints=bg)
+    assert checkpoint.resumed_at() == seen[-1]["iteration"] + 1
+    for field in ("mask", "soft_mask", "foreground", "background"):
+        np.testing.assert_array_equal(getattr(want, field), getattr(got, field), err_msg=field)

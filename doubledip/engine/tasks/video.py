@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from doubledip.engine import checkpoint
 from doubledip.engine.config import DEHAZE, LAYER5, SEGMENT, SolverConfig
 from doubledip.engine.inputs import Augmentations
 from doubledip.engine.losses import psnr
@@ -49,6 +50,13 @@ from doubledip.engine.tasks.registry import Evaluation, Input, Option, TaskSpec,
 # least flicker; segmentation's mask needs more frames per step (1: IoU 0.035 below a frame
 # alone, 3: 0.023 below, at 2.5x its time)
 DEFAULT_FRAMES_PER_STEP = {"separate_video": 1, "dehaze_video": 1, "segment_video": 3}
+# fast-mode segmentation fits the frames in turn (benchmarks/experiments/video.md, "Fast mode:
+# frames in turn"): the first frame as the image task's fast run, each next frame from the
+# previous frame's nets and noise inputs for this share of the first frame's iterations (with
+# its own hints: a short stage 1, then stage 2, in the image task's proportions of WARM_STAGES),
+# then the first frame once more from the second's (it alone started from scratch)
+WARM_SHARE = 0.2
+WARM_STAGES = (20, 100)
 # frame 0's noise is this many times the image task's amplitude (ALGORITHM.md 6.7)
 FIRST_FRAME_SCALE = 10.0
 # the memory check leaves this share of the available memory to everything else
@@ -624,8 +632,15 @@ def segment_video(frames, config: SolverConfig | None = None, *, fg_hints=None, 
     map, as the image task does (``r.hints``: {"fg", "bg"}, T x H x W each); ``"none"``: the
     hint-free variant. frames_per_step: frames fitted per iteration (default 3).
     Returns ``mask`` (T x H x W in {0, 1}), ``soft_mask`` (T x H x W), ``foreground`` and
-    ``background`` (T x H x W x 3); each frame's mask refined by a guided filter. Iterations,
-    lr and fast mode (stage 2 ending once every frame's mask has settled) as :func:`doubledip.segment`.
+    ``background`` (T x H x W x 3); each frame's mask refined by a guided filter. Iterations
+    and lr as :func:`doubledip.segment`.
+
+    Fast mode fits the frames in turn rather than together: the first frame as
+    :func:`doubledip.segment`'s fast run (``iterations``), each next frame from the previous
+    frame's nets and noise inputs for ``WARM_SHARE`` of that, then the first frame once more
+    from the second's; each frame's history records carry ``frame`` and ``visit``. Give
+    ``frames_per_step`` to fit them together through shared nets instead (stage 2 then ends once
+    every frame's mask has settled).
     """
     config = resolve(config, {"frames": frames, "fg_hints": fg_hints, "bg_hints": bg_hints}, iterations=iterations,
                      seed=seed, device=device, progress=progress)
@@ -636,8 +651,9 @@ def segment_video(frames, config: SolverConfig | None = None, *, fg_hints=None, 
     if hints not in segmentation.HINTS:
         raise ValueError(f"hints must be one of {segmentation.HINTS}, got {hints!r}")
     per_step = _per_step(frames_per_step, "segment_video")
+    in_turn = config.mode == "fast" and frames_per_step is None
     dev = config.resolve_device()
-    clip, x = load_frames(frames, "segment_video", per_step, dev)
+    clip, x = load_frames(frames, "segment_video", 1 if in_turn else per_step, dev)
     fg = bg = None
     if fg_hints is not None:
         fg, bg = load_hints(fg_hints, "fg_hints", clip, dev), load_hints(bg_hints, "bg_hints", clip, dev)
@@ -645,10 +661,15 @@ def segment_video(frames, config: SolverConfig | None = None, *, fg_hints=None, 
         fg, bg = (torch.cat(maps) for maps in zip(*(segmentation.auto_hints(x[t:t + 1]) for t in range(len(x)))))
     defaults = segmentation.SPEC.defaults_for(config.mode)
     stages = split_iterations(config.iterations, defaults.stages)
-    with timed_run(config, sum(stages), "segment video") as (reporter, start):
-        problem = VideoSegmentationProblem(x, fg, bg, stages, config.seed, per_step, fast=config.mode == "fast")
-        run_problem(problem, config, config.lr or defaults.lr, reporter)
-        best = problem.result()
+    warm = split_iterations(max(len(WARM_STAGES), round(sum(stages) * WARM_SHARE)), WARM_STAGES)
+    total = sum(stages) + len(x) * sum(warm) if in_turn else sum(stages)
+    with timed_run(config, total, "segment video") as (reporter, start):
+        if in_turn:
+            best = _segment_in_turn(x, fg, bg, stages, warm, config, config.lr or defaults.lr, reporter)
+        else:
+            problem = VideoSegmentationProblem(x, fg, bg, stages, config.seed, per_step, fast=config.mode == "fast")
+            run_problem(problem, config, config.lr or defaults.lr, reporter)
+            best = problem.result()
         radius = segmentation.guide_radius(config, clip.size)  # the image task's (fast mode: 1/8 of the short side)
         refined = torch.cat([guided_filter(x[t:t + 1], best["soft_mask"][t:t + 1], radius=radius, eps=1e-4)
                              for t in range(len(x))])
@@ -663,10 +684,48 @@ def segment_video(frames, config: SolverConfig | None = None, *, fg_hints=None, 
                       bg_hints=(bg_hints, None) if bg_hints is None else (bg_hints, clip))
 
 
+def _segment_in_turn(x, fg, bg, stages, warm, config, lr, reporter) -> dict:
+    """Fast mode's video segmentation: the frames of ``x`` (T x 3 x H x W; hints T x 1 x H x W
+    or None) fitted one after another by the image task's problem, each next frame starting
+    from the previous frame's nets and noise inputs (``warm`` iterations; the first frame
+    ``stages``, from scratch), then the first frame once more from the second's. Returns the
+    image problem's result per frame, T-leading ({"soft_mask", "foreground", "background"})."""
+    T = len(x)
+    order = list(range(T)) + [0]  # the last visit: frame 0 from frame 1's nets
+    fitted: dict[int, segmentation.SegmentationProblem] = {}
+    outputs: dict[int, dict] = {}
+    previous, first_iteration, settled = None, 0, 0
+    for visit, t in enumerate(order):
+        hints = (None, None) if fg is None else (fg[t:t + 1], bg[t:t + 1])
+        problem = segmentation.SegmentationProblem(x[t:t + 1], *hints, stages if previous is None else warm,
+                                                   [config.seed], fast=True)
+        if previous is not None:
+            source = fitted[1] if t in fitted else previous  # the revisit starts from its neighbour
+            for group, net in problem.nets.items():
+                net.load_state_dict(source.nets[group].state_dict())
+            problem.inputs = dict(source.inputs)
+        ctx = run_problem(problem, config, lr, reporter, extra={"frame": t, "visit": visit},
+                          first_iteration=first_iteration)
+        settled += ctx.stop_reason is not None
+        first_iteration += sum(problem.stage_iterations)
+        outputs[t] = problem.result()
+        fitted.setdefault(t, problem)
+        previous = problem
+        if checkpoint.interrupted():  # Ctrl-C with keep_partial: the frames fitted so far, the others' last
+            break
+    for t in range(T):  # frames not reached (an interrupted run) take the last fitted frame's outputs
+        outputs.setdefault(t, outputs[order[visit]])
+    if not checkpoint.interrupted():  # (an interrupted run's reason is set already)
+        reporter.stopped(f"frames fitted in turn, each from the previous frame's nets; the mask settled early "
+                         f"in {settled} of {visit + 1} fits", None)
+    return {n: torch.cat([outputs[t][n] for t in range(T)]) for n in outputs[0]}
+
+
 # ---- the tasks' specs -----------------------------------------------------------------------
 
 FRAMES_PER_STEP = Option("frames_per_step", "frames fitted per iteration, through the shared generators as one "
-                         "batch (default: separate 1, dehaze 1, segment 3; more: more memory and time per step)",
+                         "batch (default: separate 1, dehaze 1, segment 3; more: more memory and time per step; "
+                         "fast-mode segmentation fits the frames in turn unless this is given)",
                          type=int, batched=False)
 CLIP_HELP = "the clip: a video file (mp4, mov, avi, webm, gif) or a folder of images"
 NOT_BATCHED = "a clip is one problem: its frames share the generators"

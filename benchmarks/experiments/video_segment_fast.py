@@ -1,0 +1,119 @@
+"""Fast-mode video segmentation: the frames fitted in turn (the default) or together, against
+each frame run alone.
+
+    OMP_NUM_THREADS=1 python benchmarks/experiments/video_segment_fast.py --clips horse,cat \\
+        --seeds 0,1,2 -o video_segment_fast.json [--table]
+
+Clips (6 frames, 128 x 128, hints: the true mask and its complement eroded by 4 px):
+``horse``, the video suite's (coffee horse over grass, 4 px/frame); ``cat``, a second one built
+here only (chelsea horse over gravel, 5 px/frame). Per clip and seed:
+
+- ``alone``: ``dd.segment(frame_t, SolverConfig(mode="fast", seed=s), fg_hint=..., bg_hint=...)``
+  on every frame, its IoU and seconds;
+- ``in turn``: ``dd.segment_video(clip, SolverConfig(mode="fast", seed=s), fg_hints=...,
+  bg_hints=...)``, the default call;
+- ``together``: the same with ``frames_per_step=3`` (the shared nets, as reference mode).
+
+Reported: mean and worst per-frame IoU, seconds, the clip's time over the mean time of one
+frame alone, and the flicker (``doubledip.evaluation.suite.flicker``, motion-compensated) of
+the runs alone and of each clip run. ``--table`` prints the Markdown table of a JSON written
+before.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def clip_case(name: str, size: int = 128):
+    from doubledip.evaluation.cases import segment_video_case
+
+    if name == "horse":
+        return segment_video_case(size)
+    if name == "cat":
+        return segment_video_case(size, foreground="chelsea", background="gravel", speed=5, name="cat_moving_hints")
+    raise ValueError(f"unknown clip {name!r}; expected horse or cat")
+
+
+def run(clip_name: str, seed: int) -> dict:
+    import doubledip as dd
+    from doubledip.evaluation import metrics
+    from doubledip.evaluation.suite import flicker
+
+    case = clip_case(clip_name)
+    clip, fg, bg = case.args[0], case.kwargs["fg_hints"], case.kwargs["bg_hints"]
+    truth, motion = case.truth["mask"], case.truth["motion"]
+    cfg = dd.SolverConfig(mode="fast", seed=seed, progress=False)
+    row = {"clip": clip_name, "seed": seed}
+    masks, seconds = [], []
+    for t in range(len(clip)):
+        start = time.perf_counter()
+        r = dd.segment(clip[t], cfg, fg_hint=fg[t], bg_hint=bg[t])
+        seconds.append(time.perf_counter() - start)
+        masks.append(r.mask)
+    ious = [metrics.iou(m, truth[t]) for t, m in enumerate(masks)]
+    row["alone"] = {"iou": ious, "seconds": seconds, "flicker": flicker(np.stack(masks), truth, motion)}
+    for label, kwargs in (("in turn", {}), ("together", {"frames_per_step": 3})):
+        start = time.perf_counter()
+        r = dd.segment_video(clip, cfg, fg_hints=fg, bg_hints=bg, **kwargs)
+        took = time.perf_counter() - start
+        row[label] = {"iou": [metrics.iou(r.mask[t], truth[t]) for t in range(len(clip))], "seconds": took,
+                      "flicker": flicker(r.mask, truth, motion), "stop_reason": r.stop_reason}
+        print(clip_name, seed, label, np.mean(row[label]["iou"]), took, flush=True)
+    return row
+
+
+def table(rows: list) -> str:
+    lines = ["| clip | seed | frames alone: IoU mean (min), s per frame, flicker | in turn (default): IoU mean (min), "
+             "s, x a frame alone, flicker | together (3 frames/step): IoU mean (min), s, x a frame alone, flicker |",
+             "|---|---|---|---|---|"]
+    gaps = {"in turn": [], "together": []}
+    ratios = {"in turn": [], "together": []}
+    for r in rows:
+        alone = r["alone"]
+        per_frame = float(np.mean(alone["seconds"]))
+        cells = [f"{np.mean(alone['iou']):.3f} ({min(alone['iou']):.3f}), {per_frame:.1f}, {alone['flicker']:.4f}"]
+        for label in ("in turn", "together"):
+            x = r[label]
+            ratio = x["seconds"] / per_frame
+            gaps[label].append(float(np.mean(x["iou"]) - np.mean(alone["iou"])))
+            ratios[label].append(ratio)
+            cells.append(f"{np.mean(x['iou']):.3f} ({min(x['iou']):.3f}), {x['seconds']:.1f}, {ratio:.2f}, "
+                         f"{x['flicker']:.4f}")
+        lines.append(f"| {r['clip']} | {r['seed']} | " + " | ".join(cells) + " |")
+    for label in ("in turn", "together"):
+        lines.append(f"\n{label}: IoU minus the frames alone, mean {np.mean(gaps[label]):+.3f}, worst "
+                     f"{min(gaps[label]):+.3f}; time over a frame alone, mean {np.mean(ratios[label]):.2f}, "
+                     f"worst {max(ratios[label]):.2f}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--clips", default="horse,cat")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("-o", "--output", default="video_segment_fast.json")
+    p.add_argument("--table", action="store_true", help="print the table of --output and exit")
+    args = p.parse_args(argv)
+    out = Path(args.output)
+    if args.table:
+        print(table(json.loads(out.read_text())))
+        return 0
+    rows = json.loads(out.read_text()) if out.exists() else []
+    done = {(r["clip"], r["seed"]) for r in rows}
+    for name in args.clips.split(","):
+        for seed in (int(s) for s in args.seeds.split(",")):
+            if (name, seed) in done:
+                continue
+            rows.append(run(name, seed))
+            out.write_text(json.dumps(rows, indent=1))  # after each run: nothing lost if stopped
+    print(table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
