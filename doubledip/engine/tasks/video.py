@@ -55,8 +55,8 @@ DEFAULT_FRAMES_PER_STEP = {"separate_video": 1, "dehaze_video": 1, "segment_vide
 # previous frame's nets and noise inputs for this share of the first frame's iterations (with
 # its own hints: a short stage 1, then stage 2, in the image task's proportions of WARM_STAGES),
 # then the first frame once more from the second's (it alone started from scratch)
-WARM_SHARE = 0.2
-WARM_STAGES = (20, 100)
+WARM_SHARE = 0.28
+WARM_STAGES = (20, 150)
 # frame 0's noise is this many times the image task's amplitude (ALGORITHM.md 6.7)
 FIRST_FRAME_SCALE = 10.0
 # the memory check leaves this share of the available memory to everything else
