@@ -1,6 +1,6 @@
 """Fast-mode video dehazing against the dark channel prior per frame, on hazed pans with known depth.
 
-    OMP_NUM_THREADS=1 python benchmarks/experiments/video_dehaze_vs_dcp.py --images astronaut,coffee \\
+    OMP_NUM_THREADS=1 python -m benchmarks.experiments.video_dehaze_vs_dcp --images astronaut,coffee \\
         --seeds 0,1 -o video_dehaze_vs_dcp.json [--table]
 
 Clips: ``doubledip.evaluation.cases.dehaze_video_case(128, image=...)`` (6 frames, a 4 px/frame
@@ -12,10 +12,7 @@ airlight. PSNR against the clear frames (mean, worst frame), flicker, seconds.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -65,23 +62,19 @@ def table(rows: list) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--images", default="astronaut,coffee")
-    p.add_argument("--seeds", default="0,1")
-    p.add_argument("-o", "--output", default="video_dehaze_vs_dcp.json")
-    p.add_argument("--table", action="store_true", help="print the table of --output and exit")
-    args = p.parse_args(argv)
-    out = Path(args.output)
-    if args.table:
-        print(table(json.loads(out.read_text())))
-        return 0
-    rows = []
-    for image in args.images.split(","):
-        for seed in (int(s) for s in args.seeds.split(",")):
-            rows.append(run(image, seed))
-            out.write_text(json.dumps(rows, indent=1))
-    print(table(rows))
-    return 0
+    from benchmarks.experiments import run_screen
+
+    def options(p):
+        p.add_argument("--images", default="astronaut,coffee")
+        p.add_argument("--seeds", default="0,1")
+
+    def jobs(args):
+        for image in args.images.split(","):
+            for seed in (int(s) for s in args.seeds.split(",")):
+                yield (image, seed), lambda image=image, seed=seed: run(image, seed)
+
+    return run_screen(__doc__, "video_dehaze_vs_dcp.json", options, jobs, lambda r: (r["image"], r["seed"]), table,
+                      argv)
 
 
 if __name__ == "__main__":

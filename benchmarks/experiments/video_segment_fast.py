@@ -1,7 +1,7 @@
 """Fast-mode video segmentation: the frames fitted in turn (the default) or together, against
 each frame run alone.
 
-    OMP_NUM_THREADS=1 python benchmarks/experiments/video_segment_fast.py --clips horse,cat \\
+    OMP_NUM_THREADS=1 python -m benchmarks.experiments.video_segment_fast --clips horse,cat \\
         --seeds 0,1,2 -o video_segment_fast.json [--table]
 
 Clips (6 frames, 128 x 128, hints: the true mask and its complement eroded by 4 px):
@@ -21,10 +21,7 @@ before.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -93,26 +90,18 @@ def table(rows: list) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--clips", default="horse,cat")
-    p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("-o", "--output", default="video_segment_fast.json")
-    p.add_argument("--table", action="store_true", help="print the table of --output and exit")
-    args = p.parse_args(argv)
-    out = Path(args.output)
-    if args.table:
-        print(table(json.loads(out.read_text())))
-        return 0
-    rows = json.loads(out.read_text()) if out.exists() else []
-    done = {(r["clip"], r["seed"]) for r in rows}
-    for name in args.clips.split(","):
-        for seed in (int(s) for s in args.seeds.split(",")):
-            if (name, seed) in done:
-                continue
-            rows.append(run(name, seed))
-            out.write_text(json.dumps(rows, indent=1))  # after each run: nothing lost if stopped
-    print(table(rows))
-    return 0
+    from benchmarks.experiments import run_screen
+
+    def options(p):
+        p.add_argument("--clips", default="horse,cat")
+        p.add_argument("--seeds", default="0,1,2")
+
+    def jobs(args):
+        for name in args.clips.split(","):
+            for seed in (int(s) for s in args.seeds.split(",")):
+                yield (name, seed), lambda name=name, seed=seed: run(name, seed)
+
+    return run_screen(__doc__, "video_segment_fast.json", options, jobs, lambda r: (r["clip"], r["seed"]), table, argv)
 
 
 if __name__ == "__main__":
