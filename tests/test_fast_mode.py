@@ -89,6 +89,25 @@ def test_fast_pair_learns_two_scalars_instead_of_two_unets():
     assert float(a0) == pytest.approx(0.5) and float(a1) == pytest.approx(0.5)
 
 
+@pytest.mark.parametrize("scalar_alphas", [False, True])
+def test_pair_pulls_the_weights_toward_half_for_its_modes_prior_length(scalar_alphas):
+    # the loss of one state before the prior's end minus after it = exactly the prior term
+    img = load_image(_image())
+    problem = pair.PairProblem(img, img.flip(-1), (4,), [0], scalar_alphas=scalar_alphas)
+    if scalar_alphas:
+        with torch.no_grad():
+            problem.nets["alpha_logits"].logits.copy_(torch.tensor([[1.0, -2.0]]))
+    end = pair.FAST_ALPHA_PRIOR_ITERATIONS if scalar_alphas else pair.ALPHA_PRIOR_ITERATIONS
+    assert end == (250 if scalar_alphas else 1000)
+    problem.nets.eval()  # BatchNorm on its running statistics: the same function at every call
+    with torch.no_grad():
+        during, after = (float(problem.step(0, k, False).loss) for k in (end - 1, end))
+        a0, a1 = (a.double() for a in problem.alphas())
+    prior = 0.5 * float((a0 - 0.5).pow(2).mean()) + 0.5 * float((a1 - 0.5).pow(2).mean())
+    assert prior > (1e-3 if scalar_alphas else 0)
+    assert during - after == pytest.approx(prior, rel=1e-3, abs=1e-7)
+
+
 @pytest.mark.parametrize("task", ["separate", "separate_pair", "dehaze", "segment", "remove_watermark"])
 def test_every_task_runs_in_fast_mode(task):
     cfg = dd.SolverConfig(iterations=4, repeats=1, mode="fast")

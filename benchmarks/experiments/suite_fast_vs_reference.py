@@ -1,5 +1,6 @@
 """Fast mode's default call against reference mode's default call, at equal seeds, on the quick
 suite's cases (issue 16: "never below reference mode's default, in at most a quarter of its time").
+A mode ``fast:ITERATIONSxREPEATS`` screens a budget against the defaults (``fast:2750x1``).
 
     OMP_NUM_THREADS=1 python -m benchmarks.experiments.suite_fast_vs_reference --tasks segment \\
         --seeds 0,1,2 -o suite_fast_vs_reference.json [--table]
@@ -14,29 +15,44 @@ resumes where it was).
 from __future__ import annotations
 
 
+def variant(mode: str) -> tuple[str, int | None, int | None]:
+    """``fast`` / ``reference`` (the mode's defaults) or ``fast:ITERATIONSxREPEATS`` (a budget
+    screened against them, e.g. ``fast:2750x1``): (mode, iterations, repeats)."""
+    name, _, budget = mode.partition(":")
+    if not budget:
+        return name, None, None
+    iterations, _, repeats = budget.partition("x")
+    return name, int(iterations), int(repeats) if repeats else None
+
+
 def table(rows: list) -> str:
     by = {}
     for r in rows:
-        by.setdefault((r["task"], r["case"], r["seed"]), {})[r["mode"]] = r
-    lines = ["| task | case | seed | reference: metric, iterations, s | fast: metric, iterations, s | "
+        by.setdefault((r["task"], r["case"], r["seed"]), {})[r.get("variant", r["mode"])] = r
+    lines = ["| task | case | seed | reference: metric, iterations, s | fast: metric, iterations x repeats, s | "
              "fast minus reference | time ratio (fast / reference) |", "|---|---|---|---|---|---|---|"]
     for (task, case, seed), modes in sorted(by.items()):
-        if set(modes) != {"reference", "fast"}:
-            continue
-        ref, fast = modes["reference"], modes["fast"]
-        key = ref["primary"]
-        a, b = ref["metrics"][key], fast["metrics"][key]
-        lines.append(f"| {task} | {case} | {seed} | {key} {a:.3f}, {ref['iterations']}, {ref['seconds']:.0f} | "
-                     f"{b:.3f}, {fast['iterations']}, {fast['seconds']:.0f} | {b - a:+.3f} | "
-                     f"{fast['seconds'] / ref['seconds']:.2f} |")
+        ref = modes.get("reference")
+        for name, fast in sorted(modes.items()):
+            if ref is None or name == "reference":
+                continue
+            key = ref["primary"]
+            a, b = ref["metrics"][key], fast["metrics"][key]
+            budget = f"{fast['iterations']}" + (f" x {fast['repeats']}" if fast.get("repeats") else "")
+            label = "" if name == "fast" else f" ({name})"
+            lines.append(f"| {task} | {case} | {seed} | {key} {a:.3f}, {ref['iterations']}, {ref['seconds']:.0f} | "
+                         f"{b:.3f}, {budget}, {fast['seconds']:.0f}{label} | {b - a:+.3f} | "
+                         f"{fast['seconds'] / ref['seconds']:.2f} |")
     return "\n".join(lines)
 
 
 def _run(case, seed: int, mode: str, log_every: int) -> dict:
     from doubledip.evaluation.suite import run_case
 
-    row = run_case(case, iterations=None, mode=mode, device="cpu", seed=seed, log_every=log_every,
-                   with_baselines=False)
+    name, iterations, repeats = variant(mode)
+    row = run_case(case, iterations=iterations, repeats=repeats, mode=name, device="cpu", seed=seed,
+                   log_every=log_every, with_baselines=False)
+    row["variant"] = mode
     print(row["task"], case.name, seed, mode, row["metrics"][row["primary"]], row["seconds"], flush=True)
     return row
 
@@ -49,19 +65,20 @@ def main(argv=None) -> int:
         p.add_argument("--seeds", default="0,1,2")
         p.add_argument("--modes", default="fast,reference")
         p.add_argument("--log-every", type=int, default=250)
+        p.add_argument("--suite", default="quick", choices=("quick", "full"))
 
     def jobs(args):
         from doubledip.engine.tasks import registry
 
         for task in args.tasks.split(","):
-            for case in registry.get(task).evaluation.cases("quick", 128):
+            for case in registry.get(task).evaluation.cases(args.suite, 128):
                 for seed in (int(s) for s in args.seeds.split(",")):
                     for mode in args.modes.split(","):
                         yield ((task, case.name, seed, mode),
                                lambda case=case, seed=seed, mode=mode: _run(case, seed, mode, args.log_every))
 
     return run_screen(__doc__, "suite_fast_vs_reference.json", options, jobs,
-                      lambda r: (r["task"], r["case"], r["seed"], r["mode"]), table, argv)
+                      lambda r: (r["task"], r["case"], r["seed"], r.get("variant", r["mode"])), table, argv)
 
 
 if __name__ == "__main__":

@@ -167,14 +167,23 @@ def evaluate(suite: str = "quick", tasks: Optional[Iterable[str]] = None, mode: 
     size = spec["size"] if size is None else size
     log_every = spec["log_every"] if log_every is None else log_every
     chosen = _select(suite_cases(suite, size), tasks)
-    meta = _environment(suite)
-    rows = []
-    for case in chosen:
+
+    def run(case):
         n = iterations
         if n is None and spec["quick"]:
             n = _evaluation(case.task).quick_iterations
-        row = run_case(case, iterations=n, repeats=spec["repeats"], mode=mode, device=device,
-                       seed=seed, log_every=log_every)
+        return run_case(case, iterations=n, repeats=spec["repeats"], mode=mode, device=device,
+                        seed=seed, log_every=log_every)
+
+    return _collected((lambda case=case: run(case) for case in chosen), _environment(suite), report, out_dir)
+
+
+def _collected(runs, meta: dict, report, out_dir) -> list[dict]:
+    """Each run's row (``runs``: callables, run in turn) with ``meta`` added, handed to ``report``
+    and, with ``out_dir``, all rows so far written after each run (a stopped suite keeps them)."""
+    rows = []
+    for run in runs:
+        row = run()
         row.update(meta)
         rows.append(row)
         if report is not None:
@@ -417,21 +426,16 @@ def evaluate_video(tasks: Optional[Iterable[str]] = None, mode: str = "reference
     unknown = [t for t in (tasks or []) if t not in known]
     if unknown:
         raise ValueError(f"unknown video task(s) {unknown}; expected some of {known}")
-    meta = _environment("video")
-    rows = []
-    for name in (tasks or known):
-        evaluation = registry.get(name).evaluation
-        for case in evaluation.cases("video", size):
+
+    def runs():
+        for name in (tasks or known):
+            evaluation = registry.get(name).evaluation
             n = evaluation.quick_iterations if iterations is None else iterations
-            row = run_video_case(case, iterations=n, mode=mode, device=device, seed=seed, log_every=log_every,
-                                 frames_per_step=frames_per_step)
-            row.update(meta)
-            rows.append(row)
-            if report is not None:
-                report(row)
-            if out_dir is not None:
-                write_rows(rows, out_dir)
-    return rows
+            for case in evaluation.cases("video", size):
+                yield lambda case=case, n=n: run_video_case(case, iterations=n, mode=mode, device=device, seed=seed,
+                                                            log_every=log_every, frames_per_step=frames_per_step)
+
+    return _collected(runs(), _environment("video"), report, out_dir)
 
 
 def format_video_table(rows: list[dict]) -> str:
