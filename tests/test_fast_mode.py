@@ -380,3 +380,70 @@ def test_the_haze_residual_is_zero_for_the_true_transmission_and_grows_where_it_
     hazy = t * clear + (1 - t) * a.view(1, 3, 1, 1)
     assert haze_residual(hazy, t, a) < 1e-6
     assert haze_residual(hazy, t * 0.3, a) > 1e-2  # asks for J outside [0, 1]
+
+
+def test_output_mean_is_the_plain_mean_of_its_updates():
+    from doubledip.engine.solver import OutputMean
+
+    values = [torch.full((2, 1, 3, 3), float(v)) * torch.tensor([1.0, -1.0]).view(2, 1, 1, 1) for v in (1, 2, 6)]
+    mean = OutputMean()
+    for v in values:
+        mean.update({"x": v})
+    assert mean.count == 3
+    torch.testing.assert_close(mean.outputs["x"], torch.stack(values).mean(0))
+
+
+def _watermark_inputs():
+    img = _image(3)
+    hint = np.zeros(img.shape[:2], np.float32)
+    hint[5:12, 6:20] = 1
+    return img, hint
+
+
+def test_fast_watermark_with_no_tail_is_the_reference_run(monkeypatch):
+    from doubledip.engine.tasks import watermark
+
+    img, hint = _watermark_inputs()
+    cfg = dd.SolverConfig(iterations=22, repeats=2, device="cpu", progress=False)
+    ref = dd.remove_watermark(img, hint, cfg)
+    monkeypatch.setattr(watermark, "FAST_MEAN_TAIL", 0.0)
+    fast = dd.remove_watermark(img, hint, cfg.replace(mode="fast"))
+    for field in ("image", "watermark", "mask"):
+        np.testing.assert_array_equal(getattr(fast, field), getattr(ref, field))
+
+
+def test_fast_watermark_returns_the_mean_of_stage_twos_tail_in_the_images_orientation(monkeypatch):
+    from doubledip.engine.solver import OutputMean
+    from doubledip.engine.tasks import watermark
+
+    seen, original = [], OutputMean.update
+
+    def spy(self, outputs):
+        seen.append({k: v.clone() for k, v in outputs.items()})
+        return original(self, outputs)
+
+    monkeypatch.setattr(OutputMean, "update", spy)
+    monkeypatch.setattr(watermark, "FAST_MEAN_TAIL", 0.5)
+    img, hint = _watermark_inputs()
+    from doubledip.engine.solver import split_iterations
+
+    stage2 = split_iterations(22, watermark.HINT_ITERATIONS)[1]
+    kept = {}
+    original_step = watermark.HintedWatermarkProblem.step
+
+    def step(self, stage, k, last, log=False, ctx=None):
+        out = original_step(self, stage, k, last, log, ctx)
+        if last and stage == 1:
+            kept.update(self.outputs)
+        return out
+
+    monkeypatch.setattr(watermark.HintedWatermarkProblem, "step", step)
+    r = dd.remove_watermark(img, hint, dd.SolverConfig(iterations=22, repeats=1, mode="fast", device="cpu",
+                                                       progress=False))
+    # the tail: stage 2's second half, the steps run in the image's orientation (and the last)
+    tail = [k for k in range(round(stage2 / 2), stage2) if watermark.augmentation_index(k, k == stage2 - 1) == 0]
+    assert len(seen) == len(tail) >= 4
+    for name in ("clean", "watermark", "mask"):
+        torch.testing.assert_close(kept[name], torch.stack([s[name] for s in seen]).mean(0))
+    assert not torch.equal(kept["clean"], seen[-1]["clean"])  # not the last step's alone
+    np.testing.assert_allclose(r.mask, kept["mask"][0, 0].numpy(), atol=1e-6)

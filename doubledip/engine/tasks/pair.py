@@ -146,7 +146,8 @@ def separate_pair(image1, image2, config: SolverConfig | None = None, *, iterati
     """Recover two layers from two mixtures ``I_k = alpha_k * L0 + (1 - alpha_k) * L1``.
 
     Returns ``layers`` (2 x H x W x 3) and ``alphas`` (2,). Default 4000 iterations, lr 1e-3.
-    In fast mode each weight is one learned number instead of the output of a U-Net.
+    Fast mode: each weight is one learned number instead of the output of a U-Net, pulled toward
+    0.5 for 250 iterations instead of 1000, and 1800 iterations.
     """
     config = resolve(config, {"image1": image1, "image2": image2}, iterations=iterations, seed=seed,
                      device=device, progress=progress)
