@@ -1,7 +1,6 @@
 """Fast mode's default call against reference mode's default call, at equal seeds, on the quick
 suite's cases (issue 16: "never below reference mode's default, in at most a quarter of its time").
-A mode ``fast:ITERATIONSxREPEATS[:tailF]`` screens a budget (and the hinted watermark's mean
-tail) against the defaults (``fast:2750x1``, ``fast:2200x3:tail0``).
+A mode ``fast:ITERATIONSxREPEATS`` screens a budget against the defaults (``fast:2750x1``).
 
     OMP_NUM_THREADS=1 python -m benchmarks.experiments.suite_fast_vs_reference --tasks segment \\
         --seeds 0,1,2 -o suite_fast_vs_reference.json [--table]
@@ -16,18 +15,14 @@ resumes where it was).
 from __future__ import annotations
 
 
-def variant(mode: str) -> tuple[str, int | None, int | None, float | None]:
-    """``fast`` / ``reference`` (the mode's defaults) or ``fast:ITERATIONSxREPEATS[:tailF]`` (a
-    budget screened against them, e.g. ``fast:2750x1``; ``tailF``: the hinted watermark's
-    ``FAST_MEAN_TAIL`` set to F, ``tail0`` its last step's outputs alone): (mode, iterations,
-    repeats, tail)."""
-    name, _, rest = mode.partition(":")
-    if not rest:
-        return name, None, None, None
-    budget, _, tail = rest.partition(":")
+def variant(mode: str) -> tuple[str, int | None, int | None]:
+    """``fast`` / ``reference`` (the mode's defaults) or ``fast:ITERATIONSxREPEATS`` (a budget
+    screened against them, e.g. ``fast:2750x1``): (mode, iterations, repeats)."""
+    name, _, budget = mode.partition(":")
+    if not budget:
+        return name, None, None
     iterations, _, repeats = budget.partition("x")
-    return (name, int(iterations), int(repeats) if repeats else None,
-            float(tail.removeprefix("tail")) if tail else None)
+    return name, int(iterations), int(repeats) if repeats else None
 
 
 def table(rows: list) -> str:
@@ -54,16 +49,9 @@ def table(rows: list) -> str:
 def _run(case, seed: int, mode: str, log_every: int) -> dict:
     from doubledip.evaluation.suite import run_case
 
-    from doubledip.engine.tasks import watermark
-
-    name, iterations, repeats, tail = variant(mode)
-    saved = watermark.FAST_MEAN_TAIL
-    watermark.FAST_MEAN_TAIL = saved if tail is None else tail
-    try:
-        row = run_case(case, iterations=iterations, repeats=repeats, mode=name, device="cpu", seed=seed,
-                       log_every=log_every, with_baselines=False)
-    finally:
-        watermark.FAST_MEAN_TAIL = saved
+    name, iterations, repeats = variant(mode)
+    row = run_case(case, iterations=iterations, repeats=repeats, mode=name, device="cpu", seed=seed,
+                   log_every=log_every, with_baselines=False)
     row["variant"] = mode
     print(row["task"], case.name, seed, mode, row["metrics"][row["primary"]], row["seconds"], flush=True)
     return row

@@ -252,25 +252,6 @@ class OutputAverage(Stateful):
                 self.outputs[k] = torch.where(frozen.view(-1, *[1] * (v.dim() - 1)), self.outputs[k], moved)
 
 
-class OutputMean(Stateful):
-    """The plain mean of every update's outputs, per problem, on the device (no host sync).
-
-    outputs: tensors with a leading N; after the n-th update ``mean += (new - mean) / n``.
-    """
-
-    def __init__(self):
-        self.count = 0
-        self.outputs: Optional[dict] = None
-
-    def update(self, outputs: dict) -> None:
-        self.count += 1
-        if self.outputs is None:
-            self.outputs = {k: v.detach().clone() for k, v in outputs.items()}
-            return
-        for k, v in outputs.items():
-            self.outputs[k].add_(v.detach() - self.outputs[k], alpha=1.0 / self.count)
-
-
 @dataclass
 class RunContext:
     """What the solver tells a problem about the run, passed explicitly to every ``step``.

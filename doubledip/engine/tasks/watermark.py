@@ -11,7 +11,7 @@ from doubledip.engine.io import describe_input, load_hint, load_image
 from doubledip.engine.losses import blend_sum, masked_l1, psnr
 from doubledip.engine.post import median_of_runs
 from doubledip.engine.results import MultiWatermarkResult, WatermarkResult, describe_run
-from doubledip.engine.solver import OutputMean, RunContext, Snapshot, Step, derive_seed, run_problem, split_iterations
+from doubledip.engine.solver import RunContext, Snapshot, Step, derive_seed, run_problem, split_iterations
 from doubledip.engine.tasks.common import ImageProblem, bench_inputs, described, hwc, item_history, resolve, same_size, timed_run
 from doubledip.engine.tasks.registry import BenchProblem, Defaults, Evaluation, Input, Option, TaskSpec, register
 from doubledip.evaluation import metrics
@@ -24,12 +24,6 @@ MULTI_ITERATIONS = (4000,)
 CLEAN = UNetConfig(2, 3, LAYER5.channels, LAYER5.skip_channels, 5)
 MULTI_WATERMARK_NET = UNetConfig(2, 3, MULTI_WATERMARK.channels, MULTI_WATERMARK.skip_channels, 3)
 VISIBLE = 0.1  # multi-image: pixels whose median(m * w) is below this keep the input
-# fast mode (hinted): the outputs are the mean of stage 2's outputs over its last FAST_MEAN_TAIL,
-# at the steps run in the image's own orientation (3 of 4), instead of the last step's alone:
-# the input noise makes each step's inpainting jitter, and the mean of one run's tail removes
-# much of what the median of independent repeats removes, at no extra steps
-# (benchmarks/experiments/suite_fast_vs_reference.md)
-FAST_MEAN_TAIL = 0.5
 
 
 def augmentation_index(k: int, last: bool) -> int:
@@ -46,11 +40,8 @@ def ramp_sigma(k: int, last: bool, every: int) -> float:
 class HintedWatermarkProblem(ImageProblem):
     """image: B x 3 x H x W, hint: B x 1 x H x W; one problem per image."""
 
-    def __init__(self, image, hint, iterations, seeds, fast: bool = False):
+    def __init__(self, image, hint, iterations, seeds):
         super().__init__(seeds, image.device, tuple(image.shape[-2:]), [CLEAN, WATERMARK_MASK])
-        # fast mode: the mean of stage 2's tail (FAST_MEAN_TAIL) as the outputs
-        self.mean = OutputMean() if fast and len(iterations) > 1 else None
-        self.mean_from = int(round((1 - FAST_MEAN_TAIL) * iterations[1])) if self.mean is not None else None
         self.image, self.hint = image, hint
         self.targets = Augmentations(self.pad(image))
         self.hints = Augmentations(self.pad(hint))
@@ -88,15 +79,9 @@ class HintedWatermarkProblem(ImageProblem):
             loss = loss + 0.5 * blend_sum(m, h * w, clean, target, "l1")
             if last or log:
                 quality = psnr(target, m.detach() * h * w.detach() + (1 - m.detach()) * clean.detach())
-            averaged = self.mean is not None and a == 0 and k >= self.mean_from
-            if last or averaged:  # a == 0 here: the outputs are in the image's orientation
-                outputs = {"clean": self.crop(clean.detach()), "watermark": self.crop(w.detach()),
-                           "mask": self.crop(m.detach())}
-                if averaged:
-                    self.mean.update(outputs)
-            if last:
-                # (a run ended before the tail, by keep_partial: its last step's outputs)
-                self.outputs = outputs if self.mean is None or self.mean.outputs is None else dict(self.mean.outputs)
+            if last:  # a == 0 at the last iteration: the outputs are in the image's orientation
+                self.outputs = {"clean": self.crop(clean.detach()), "watermark": self.crop(w.detach()),
+                                "mask": self.crop(m.detach())}
                 # what made them, for export: this step's weights (before the solver's update);
                 # the inputs are the fixed ones (sigma 0 and no augmentation at the last step)
                 self.made = Snapshot(self.nets, self.batch)
@@ -159,8 +144,7 @@ def remove_watermark_many(images: list, config: SolverConfig, hints: list) -> li
     runs = []
     with timed_run(config, sum(stages) * repeats, "remove-watermark") as (reporter, start):
         for r in range(repeats):
-            problem = HintedWatermarkProblem(image, hint, stages, [derive_seed(s, 10, r) for s in seeds],
-                                             fast=config.mode == "fast")
+            problem = HintedWatermarkProblem(image, hint, stages, [derive_seed(s, 10, r) for s in seeds])
             run_problem(problem, config, config.lr or defaults.lr, reporter, extra={"repeat": r})
             runs.append(problem.outputs)
         clean = median_of_runs([o["clean"] for o in runs])
@@ -240,9 +224,7 @@ def export_recombination(names: list[str], result) -> dict:
         "recombine": [{"name": "image", "formula": "mask * hint * watermark + (1 - mask) * clean, "
                        "hint being the watermark-region map given to the task (not exported)",
                        "op": None}],
-        "not_included": [_LAST_RUN, "the final image: (1 - hint) * input + hint * clean",
-                         "fast mode: each run's outputs are the mean of its second stage's last half "
-                         "(FAST_MEAN_TAIL); these generators give its last step's"]}
+        "not_included": [_LAST_RUN, "the final image: (1 - hint) * input + hint * clean"]}
 
 
 def export_multi_recombination(names: list[str], result) -> dict:
