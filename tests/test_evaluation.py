@@ -185,6 +185,19 @@ def test_trivial_baselines_score_as_expected():
     assert metrics.score_remove_watermark(out, w.truth)["psnr_region"] < 20
 
 
+def test_inpainting_baseline_fills_the_hint_region_only_and_beats_the_input():
+    w = cases.remove_watermark_case(SIZE)
+    image, hint = w.args
+    found = baselines.trivial_baselines(w)["biharmonic inpainting"]
+    assert found["seconds"] >= 0
+    outside = hint <= 0.5
+    np.testing.assert_array_equal(found["image"][outside], image[outside])
+    inside = metrics.score_remove_watermark(found, w.truth)["psnr_region"]
+    assert inside > metrics.score_remove_watermark({"image": image}, w.truth)["psnr_region"] + 3
+    with pytest.raises(ValueError, match="H x W hint"):
+        baselines.inpaint_hint(image, hint[:-1])
+
+
 def test_dark_channel_prior_beats_hazy_input():
     pytest.importorskip("doubledip.engine.post")
     case = cases.dehaze_case(64)
