@@ -66,12 +66,15 @@ def main(argv=None) -> int:
         p.add_argument("--modes", default="fast,reference")
         p.add_argument("--log-every", type=int, default=250)
         p.add_argument("--suite", default="quick", choices=("quick", "full"))
+        p.add_argument("--cases", default=None, help="comma-separated case names (default: all the suite's)")
 
     def jobs(args):
         from doubledip.engine.tasks import registry
 
         for task in args.tasks.split(","):
             for case in registry.get(task).evaluation.cases(args.suite, 128):
+                if args.cases and case.name not in args.cases.split(","):
+                    continue
                 for seed in (int(s) for s in args.seeds.split(",")):
                     for mode in args.modes.split(","):
                         yield ((task, case.name, seed, mode),
