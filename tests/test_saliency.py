@@ -139,3 +139,56 @@ def test_threshold_mask_of_the_disc_scene():
     m = S.threshold_mask(S.saliency(img))
     inter, union = (m.astype(bool) & disc).sum(), (m.astype(bool) | disc).sum()
     assert inter / union > 0.8
+
+
+def _two_textures(h=64, w=64, seed=0):
+    """Fine grey noise with a square of coarse, tinted blotches in the middle: (image, square)."""
+    rng = np.random.default_rng(seed)
+    img = np.repeat(0.5 + 0.15 * rng.standard_normal((h, w, 1)), 3, axis=2)
+    sq = np.zeros((h, w), bool)
+    sq[h // 4:3 * h // 4, w // 4:3 * w // 4] = True
+    blotches = ndimage.zoom(rng.random((h // 8, w // 8)), 8, order=0)[:h, :w]
+    img[sq] = (0.3 + 0.5 * blotches[sq])[:, None] * np.array([1.0, 0.8, 0.6])
+    return np.clip(img, 0, 1).astype(np.float32), sq
+
+
+def test_two_class_refinement_recovers_the_object_a_map_half_finds():
+    """A map that marks only the object's left half: the refinement scores every pixel against
+    both classes' samples, so the right half (unlike the background) joins the object."""
+    img, sq = _two_textures()
+    half = np.zeros(sq.shape, np.float32)
+    half[16:48, 16:32] = 1.0
+    half = ndimage.gaussian_filter(half, 1.0)
+
+    def iou(m):
+        return (m & sq).sum() / (m | sq).sum()
+
+    before = iou(S.threshold_mask(half) > 0.5)
+    after = iou(S.threshold_mask(S.two_class_refinement(img, half)) > 0.5)
+    assert before < 0.6 and after > 0.9, (before, after)
+
+
+def test_refined_map_finds_a_texture_the_border_lacks():
+    img, sq = _two_textures(seed=1)
+    s = S.saliency(img)  # the default: refined
+    m = S.threshold_mask(s) > 0.5
+    assert (m & sq).sum() / (m | sq).sum() > 0.9
+
+
+def test_two_class_refinement_rejects_a_map_of_another_size():
+    img, _ = _two_textures()
+    with pytest.raises(ValueError, match=r"image's size \(64, 64\), got shape \(32, 64\)"):
+        S.two_class_refinement(img, np.zeros((32, 64)))
+
+
+def test_side_contrast_finds_an_object_touching_a_side():
+    """The object fills part of the left strip: against that side it looks like background, the
+    second-smallest of the four sides' distances still marks it."""
+    rng = np.random.default_rng(2)
+    obj = np.zeros((64, 64), bool)
+    obj[12:52, 0:28] = True
+    blotches = ndimage.zoom(rng.random((8, 8)), 8, order=0)
+    img = np.repeat(np.clip(0.5 + 0.15 * rng.standard_normal((64, 64, 1)), 0, 1), 3, axis=2)
+    img[obj] = (0.3 + 0.5 * blotches[obj])[:, None] * np.array([1.0, 0.8, 0.6])
+    m = S.threshold_mask(S.side_contrast(img.astype(np.float32))) > 0.5
+    assert (m & obj).sum() / (m | obj).sum() > 0.85

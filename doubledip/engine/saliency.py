@@ -11,7 +11,12 @@ A saliency map is an ``H x W`` float32 map in [0, 1], high where an object stand
   patches are unlike it and far from it, at several scales.
 - ``border_contrast``: a background prior: a pixel's distance, in local colour and texture
   statistics, to the image border's (the background touches the border, the object rarely).
-- ``combined`` (the default): the mean of ``border_contrast`` and ``global_contrast``.
+- ``combined``: the mean of ``border_contrast`` and ``global_contrast``.
+- ``side_contrast``: the same statistics against each side of the border on its own, a pixel's
+  second-smallest distance of the four (an object touching one side is still far from three).
+- ``refined`` (the default): ``side_contrast`` refined by :func:`two_class_refinement`: the
+  hints it gives are samples of two classes in local colour and texture statistics, and each
+  pixel scores by how much nearer it lies to the object's samples than to the background's.
 
 :func:`hints_from_saliency` turns a map into sure-foreground and sure-background hints.
 """
@@ -20,8 +25,9 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-METHODS = ("combined", "spectral_residual", "global_contrast", "region_contrast", "context_aware", "border_contrast")
-DEFAULT_METHOD = "combined"  # the best by IoU on the cases (benchmarks/experiments/segmentation_hints.md)
+METHODS = ("refined", "combined", "spectral_residual", "global_contrast", "region_contrast", "context_aware",
+           "border_contrast", "side_contrast")
+DEFAULT_METHOD = "refined"  # the best by IoU on random composites (benchmarks/experiments/segmentation_hints.md)
 
 
 # ---- shared helpers --------------------------------------------------------------------------
@@ -281,13 +287,35 @@ def border_contrast(image, side: int = 128, border: float = 0.06, k: int = 20,
     samples = np.concatenate(keep)
     if len(samples) > max_samples:
         samples = samples[np.linspace(0, len(samples) - 1, max_samples).astype(np.int64)]
-    samples = torch.from_numpy(np.ascontiguousarray(samples))
-    pix = torch.from_numpy(f.reshape(-1, c))
-    kk = min(k, samples.shape[0])
-    # in chunks of rows: a (pixels x samples) distance matrix at once would be large
-    s = torch.cat([torch.topk(torch.cdist(chunk, samples), kk, dim=1, largest=False).values.mean(1)
-                   for chunk in pix.split(4096)])
+    s = _nearest_mean(torch.from_numpy(f.reshape(-1, c)), torch.from_numpy(np.ascontiguousarray(samples)), k)
     return _back(s.reshape(h, w).numpy(), h0, w0)
+
+
+def side_contrast(image, side: int = 128, border: float = 0.06, k: int = 20, per_side: int = 512) -> np.ndarray:
+    """Border contrast against each side of the border on its own: each pixel's mean distance to
+    its ``k`` nearest samples of each side (the outer ``border`` of it, at most ``per_side``
+    pixels, evenly spaced) in :func:`texture_features`, the second smallest of the four.
+
+    An object touching one side is still far from the other three, where the pooled border of
+    :func:`border_contrast` holds its pixels as background; a background region seen on two
+    sides stays near both (after Yang et al.'s per-side background queries, CVPR 2013)."""
+    import torch
+
+    rgb = _image(image)
+    h0, w0 = rgb.shape[:2]
+    small = _working(rgb, side)
+    h, w = small.shape[:2]
+    f = texture_features(small, max(1.0, max(h, w) / 32)).astype(np.float32)
+    c = f.shape[-1]
+    b = max(1, int(round(border * min(h, w))))
+    pix = torch.from_numpy(f.reshape(-1, c))
+    dists = []
+    for strip in (f[:b], f[-b:], f[:, :b], f[:, -b:]):
+        strip = strip.reshape(-1, c)
+        strip = strip[np.linspace(0, len(strip) - 1, min(per_side, len(strip))).astype(np.int64)]
+        dists.append(_nearest_mean(pix, torch.from_numpy(np.ascontiguousarray(strip)), k))
+    second = torch.sort(torch.stack(dists), dim=0).values[1]
+    return _back(second.reshape(h, w).numpy(), h0, w0)
 
 
 def combined(image) -> np.ndarray:
@@ -298,6 +326,59 @@ def combined(image) -> np.ndarray:
     # HC scores pixels one by one: smoothed over 1/64 of the long side, its speckle goes
     hc = ndimage.gaussian_filter(hc, max(hc.shape) / 64)
     return _normalise(border_contrast(image) + _normalise(hc))
+
+
+def _nearest_mean(points, samples, k: int):
+    """Each of ``points`` (N x C tensor)' mean distance to its ``k`` nearest ``samples`` (M x C), N."""
+    import torch
+
+    kk = min(k, samples.shape[0])
+    # in chunks of rows: a (points x samples) distance matrix at once would be large
+    return torch.cat([torch.topk(torch.cdist(chunk, samples), kk, dim=1, largest=False).values.mean(1)
+                      for chunk in points.split(4096)])
+
+
+def two_class_refinement(image, s: np.ndarray, rounds: int = 2, k: int = 20, side: int = 128,
+                         max_samples: int = 1024) -> np.ndarray:
+    """Refine a saliency map ``s`` (H x W) by the image's own two classes, ``rounds`` times: the
+    hints :func:`hints_from_saliency` gives are samples of the object and of the background in
+    :func:`texture_features`; a pixel's new score is ``d_bg / (d_bg + d_fg)``, its mean distance
+    to its ``k`` nearest background samples over the sum of both (0.5: as near to either).
+
+    A map from the border alone scores the object's pixels against the border's; the object's
+    own samples let every pixel be scored against both, which recovers object parts that look
+    unlike the border yet not far from it (measured: segmentation_hints.md). H x W in [0, 1].
+    """
+    import torch
+
+    rgb = _image(image)
+    h0, w0 = rgb.shape[:2]
+    small = _working(rgb, side)
+    h, w = small.shape[:2]
+    f = texture_features(small, max(1.0, max(h, w) / 32)).astype(np.float32)
+    pix = torch.from_numpy(f.reshape(-1, f.shape[-1]))
+    s = _map(s, "saliency")
+    if s.shape != (h0, w0):
+        raise ValueError(f"saliency map must have the image's size {(h0, w0)}, got shape {s.shape}")
+    if s.shape != (h, w):
+        s = _resize(s, h, w)
+
+    def samples(hint):
+        idx = np.flatnonzero(hint.ravel() > 0.5)
+        if len(idx) > max_samples:  # evenly spaced over the hint, in raster order
+            idx = idx[np.linspace(0, len(idx) - 1, max_samples).astype(np.int64)]
+        return pix[torch.from_numpy(idx)]
+
+    for _ in range(rounds):
+        fg, bg = hints_from_saliency(s)
+        d_fg, d_bg = _nearest_mean(pix, samples(fg), k), _nearest_mean(pix, samples(bg), k)
+        s = _normalise((d_bg / (d_bg + d_fg + 1e-9)).reshape(h, w).numpy())
+    return _back(s, h0, w0)
+
+
+def refined(image) -> np.ndarray:
+    """:func:`side_contrast` refined twice by :func:`two_class_refinement`."""
+    return two_class_refinement(image, side_contrast(image))
 
 
 def saliency(image, method: str = DEFAULT_METHOD) -> np.ndarray:
