@@ -3,6 +3,9 @@ each frame run alone.
 
     OMP_NUM_THREADS=1 python -m benchmarks.experiments.video_segment_fast --clips horse,cat \\
         --seeds 0,1,2 -o video_segment_fast.json [--table]
+    # reference mode (frames alone and together only), at the video suite's 400 iterations
+    OMP_NUM_THREADS=1 python -m benchmarks.experiments.video_segment_fast --mode reference \\
+        --iterations 400 -o video_segment_reference.json
 
 Clips (6 frames, 128 x 128, hints: the true mask and its complement eroded by 4 px):
 ``horse``, the video suite's (coffee horse over grass, 4 px/frame); ``cat``, a second one built
@@ -36,7 +39,7 @@ def clip_case(name: str, size: int = 128):
     raise ValueError(f"unknown clip {name!r}; expected horse or cat")
 
 
-def run(clip_name: str, seed: int) -> dict:
+def run(clip_name: str, seed: int, mode: str = "fast", iterations: int | None = None) -> dict:
     import doubledip as dd
     from doubledip.evaluation import metrics
     from doubledip.evaluation.suite import flicker
@@ -44,8 +47,8 @@ def run(clip_name: str, seed: int) -> dict:
     case = clip_case(clip_name)
     clip, fg, bg = case.args[0], case.kwargs["fg_hints"], case.kwargs["bg_hints"]
     truth, motion = case.truth["mask"], case.truth["motion"]
-    cfg = dd.SolverConfig(mode="fast", seed=seed, progress=False)
-    row = {"clip": clip_name, "seed": seed}
+    cfg = dd.SolverConfig(mode=mode, seed=seed, iterations=iterations, progress=False)
+    row = {"clip": clip_name, "seed": seed, "mode": mode, "iterations": iterations}
     masks, seconds = [], []
     for t in range(len(clip)):
         start = time.perf_counter()
@@ -54,7 +57,9 @@ def run(clip_name: str, seed: int) -> dict:
         masks.append(r.mask)
     ious = [metrics.iou(m, truth[t]) for t, m in enumerate(masks)]
     row["alone"] = {"iou": ious, "seconds": seconds, "flicker": flicker(np.stack(masks), truth, motion)}
-    for label, kwargs in (("in turn", {}), ("together", {"frames_per_step": 3})):
+    # in turn is fast mode's own: reference mode fits the frames together (the paper's shared nets)
+    labels = (("in turn", {}),) if mode == "fast" else ()
+    for label, kwargs in labels + (("together", {"frames_per_step": 3}),):
         start = time.perf_counter()
         r = dd.segment_video(clip, cfg, fg_hints=fg, bg_hints=bg, **kwargs)
         took = time.perf_counter() - start
@@ -70,11 +75,16 @@ def table(rows: list) -> str:
              "|---|---|---|---|---|"]
     gaps = {"in turn": [], "together": []}
     ratios = {"in turn": [], "together": []}
+    if not rows:
+        return "(no rows)"
     for r in rows:
         alone = r["alone"]
         per_frame = float(np.mean(alone["seconds"]))
         cells = [f"{np.mean(alone['iou']):.3f} ({min(alone['iou']):.3f}), {per_frame:.1f}, {alone['flicker']:.4f}"]
         for label in ("in turn", "together"):
+            if label not in r:
+                cells.append("- (reference mode: together only)")
+                continue
             x = r[label]
             ratio = x["seconds"] / per_frame
             gaps[label].append(float(np.mean(x["iou"]) - np.mean(alone["iou"])))
@@ -82,7 +92,7 @@ def table(rows: list) -> str:
             cells.append(f"{np.mean(x['iou']):.3f} ({min(x['iou']):.3f}), {x['seconds']:.1f}, {ratio:.2f}, "
                          f"{x['flicker']:.4f}")
         lines.append(f"| {r['clip']} | {r['seed']} | " + " | ".join(cells) + " |")
-    for label in ("in turn", "together"):
+    for label in (k for k in ("in turn", "together") if gaps[k]):
         lines.append(f"\n{label}: IoU minus the frames alone, mean {np.mean(gaps[label]):+.3f}, worst "
                      f"{min(gaps[label]):+.3f}; time over a frame alone, mean {np.mean(ratios[label]):.2f}, "
                      f"worst {max(ratios[label]):.2f}")
@@ -95,11 +105,13 @@ def main(argv=None) -> int:
     def options(p):
         p.add_argument("--clips", default="horse,cat")
         p.add_argument("--seeds", default="0,1,2")
+        p.add_argument("--mode", choices=("fast", "reference"), default="fast")
+        p.add_argument("--iterations", type=int, help="per run (default: the mode's)")
 
     def jobs(args):
         for name in args.clips.split(","):
             for seed in (int(s) for s in args.seeds.split(",")):
-                yield (name, seed), lambda name=name, seed=seed: run(name, seed)
+                yield (name, seed), lambda name=name, seed=seed: run(name, seed, args.mode, args.iterations)
 
     return run_screen(__doc__, "video_segment_fast.json", options, jobs, lambda r: (r["clip"], r["seed"]), table, argv)
 
