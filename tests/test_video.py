@@ -107,7 +107,7 @@ def test_fast_video_segmentation_fits_the_frames_in_turn_each_from_the_previous_
     clip, (fg, bg) = _clip(), _hints()
     cfg = dd.SolverConfig(mode="fast", iterations=60, seed=0, log_every=1, early_stop=False)
     r = dd.segment_video(clip, cfg, fg_hints=fg, bg_hints=bg)
-    warm = sum(split_iterations(round(60 * video.WARM_SHARE), video.WARM_STAGES))
+    warm = sum(split_iterations(video.warm_iterations(60, T), video.WARM_STAGES))
     visits = [[rec for rec in r.history if rec["visit"] == v] for v in range(T + 1)]
     assert [v[0]["frame"] for v in visits] == [*range(T), 0]
     assert [len(v) for v in visits] == [60] + [warm] * T
@@ -120,6 +120,19 @@ def test_fast_video_segmentation_fits_the_frames_in_turn_each_from_the_previous_
     assert r.stop_reason.startswith("frames fitted in turn") and r.mask.shape == (T, H, W)
     joint = dd.segment_video(clip, cfg, fg_hints=fg, bg_hints=bg, frames_per_step=2)
     assert "frame" not in joint.history[0] and len(joint.history) == 60
+
+
+def test_in_turn_share_bounds_the_clips_cost_by_its_length():
+    """Up to 6 frames each warm fit takes WARM_SHARE of the first's iterations; longer clips
+    less, so the total stays within IN_TURN_BUDGET times the first fit, down to MIN_WARM_SHARE."""
+    first = 600
+    assert video.warm_iterations(first, 6) == round(first * video.WARM_SHARE)
+    for frames in (7, 12, 18):
+        k = video.warm_iterations(first, frames)
+        assert k < round(first * video.WARM_SHARE)
+        assert first + frames * k <= video.IN_TURN_BUDGET * first + frames  # rounding: <= 1 each
+    assert video.warm_iterations(first, 100) == round(first * video.MIN_WARM_SHARE)
+    assert video.warm_iterations(4, 3) == len(video.WARM_STAGES)  # never fewer than one per stage
 
 
 def _copy_into(image_problem, video_problem, j, fields):

@@ -57,6 +57,11 @@ DEFAULT_FRAMES_PER_STEP = {"separate_video": 1, "dehaze_video": 1, "segment_vide
 # then the first frame once more from the second's (it alone started from scratch)
 WARM_SHARE = 0.28
 WARM_STAGES = (20, 150)
+# a clip's fits in turn take at most this many times the first frame's iterations in all, so
+# the cost does not grow with the clip's length: longer clips give each frame a smaller share,
+# down to MIN_WARM_SHARE (past that, about 20 frames, the cost grows again)
+IN_TURN_BUDGET = 2.8
+MIN_WARM_SHARE = 0.1
 # frame 0's noise is this many times the image task's amplitude (ALGORITHM.md 6.7)
 FIRST_FRAME_SCALE = 10.0
 # the memory check leaves this share of the available memory to everything else
@@ -637,8 +642,9 @@ def segment_video(frames, config: SolverConfig | None = None, *, fg_hints=None, 
 
     Fast mode fits the frames in turn rather than together: the first frame as
     :func:`doubledip.segment`'s fast run (``iterations``), each next frame from the previous
-    frame's nets and noise inputs for ``WARM_SHARE`` of that, then the first frame once more
-    from the second's; each frame's history records carry ``frame`` and ``visit``. Give
+    frame's nets and noise inputs for a share of that (:func:`warm_iterations`: 0.28, less on
+    clips over 6 frames, so the clip costs at most ``IN_TURN_BUDGET`` = 2.8 times the first
+    frame's iterations up to 18 frames), then the first frame once more from the second's; each frame's history records carry ``frame`` and ``visit``. Give
     ``frames_per_step`` to fit them together through shared nets instead (stage 2 then ends once
     every frame's mask has settled).
     """
@@ -661,7 +667,7 @@ def segment_video(frames, config: SolverConfig | None = None, *, fg_hints=None, 
         fg, bg = (torch.cat(maps) for maps in zip(*(segmentation.auto_hints(x[t:t + 1]) for t in range(len(x)))))
     defaults = segmentation.SPEC.defaults_for(config.mode)
     stages = split_iterations(config.iterations, defaults.stages)
-    warm = split_iterations(max(len(WARM_STAGES), round(sum(stages) * WARM_SHARE)), WARM_STAGES)
+    warm = split_iterations(warm_iterations(sum(stages), len(x)), WARM_STAGES)
     total = sum(stages) + len(x) * sum(warm) if in_turn else sum(stages)
     with timed_run(config, total, "segment video") as (reporter, start):
         if in_turn:
@@ -682,6 +688,14 @@ def segment_video(frames, config: SolverConfig | None = None, *, fg_hints=None, 
     return _described(result, dev, reporter, frames=(frames, clip),
                       fg_hints=(fg_hints, None) if fg_hints is None else (fg_hints, clip),
                       bg_hints=(bg_hints, None) if bg_hints is None else (bg_hints, clip))
+
+
+def warm_iterations(first: int, frames: int) -> int:
+    """Iterations of each warm fit in turn (``frames`` of them: every next frame and the first
+    one's revisit) after a first fit of ``first``: ``WARM_SHARE`` of it, less where the clip's
+    total would pass ``IN_TURN_BUDGET`` times ``first``, never under ``MIN_WARM_SHARE`` of it."""
+    share = min(WARM_SHARE, max(MIN_WARM_SHARE, (IN_TURN_BUDGET - 1) / max(1, frames)))
+    return max(len(WARM_STAGES), round(first * share))
 
 
 def _segment_in_turn(x, fg, bg, stages, warm, config, lr, reporter) -> dict:
