@@ -329,7 +329,8 @@ def combined(image) -> np.ndarray:
 
 
 def _nearest_mean(points, samples, k: int):
-    """Each of ``points`` (N x C tensor)' mean distance to its ``k`` nearest ``samples`` (M x C), N."""
+    """The mean distance of each of ``points`` (N x C tensor) to its ``k`` nearest ``samples``
+    (M x C): a tensor of N."""
     import torch
 
     kk = min(k, samples.shape[0])
