@@ -259,3 +259,16 @@ def test_evaluate_end_to_end_tiny(tmp_path):
         assert r["primary"] in r["gain"]
     saved = json.loads((tmp_path / "evaluation.json").read_text())
     assert [r["case"] for r in saved] == ["horse_hints", "horse_no_hints"]
+
+
+@pytest.mark.parametrize("repeats,expected", [(None, 3), (2, 2)])
+def test_run_case_records_the_repeats_that_ran(repeats, expected):
+    """repeats=None runs the task's default count (3 for the watermark): the row says so, and
+    its time per iteration is over all of them."""
+    from doubledip.evaluation.suite import run_case
+
+    case = cases.remove_watermark_case(16)
+    row = run_case(case, iterations=4, repeats=repeats, mode="fast", log_every=1)
+    seen = [p for p in row["curve"] if p.get("iteration") == 0]
+    assert row["repeats"] == expected and len(seen) == expected
+    assert row["s_per_iter"] == pytest.approx(row["seconds"] / (4 * expected))

@@ -117,7 +117,8 @@ def run_case(case: "_cases.Case", *, iterations: Optional[int] = None, repeats: 
     if done is None:
         logged = [p.get("iteration") for p in curve if p.get("iteration") is not None]
         done = int(max(logged)) + 1 if logged else None
-    runs = repeats if (repeating and repeats) else 1
+    # repeats=None runs the task's default count for the mode: record that, not 1
+    runs = (repeats or getattr(registry.get(case.task).defaults_for(mode), "repeats", None) or 1) if repeating else 1
     row = {
         "task": case.task, "case": case.name, "description": case.description,
         "size": list(case.size), "iterations": done, "repeats": runs if repeating else None,
