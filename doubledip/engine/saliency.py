@@ -264,6 +264,30 @@ def texture_features(rgb: np.ndarray, sigma: float) -> np.ndarray:
     return feats / np.where(sd > 1e-9, sd, 1.0)
 
 
+def _features(image, side: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """The :func:`texture_features` (window sigma 1/32 of the long side) of ``image`` at its
+    working size (long side at most ``side``): h x w x 6 float32, and the image's own (H, W)."""
+    rgb = _image(image)
+    small = _working(rgb, side)
+    f = texture_features(small, max(1.0, max(small.shape[:2]) / 32)).astype(np.float32)
+    return f, rgb.shape[:2]
+
+
+def _border_strips(f: np.ndarray, border: float) -> list[np.ndarray]:
+    """The outer ``border`` share (of the short side) of each side of ``f`` (h x w x C): top,
+    bottom, left, right, each as N x C."""
+    h, w, c = f.shape
+    b = max(1, int(round(border * min(h, w))))
+    return [x.reshape(-1, c) for x in (f[:b], f[-b:], f[:, :b], f[:, -b:])]
+
+
+def _evenly(x: np.ndarray, n: int) -> np.ndarray:
+    """At most ``n`` rows of ``x``, evenly spaced (all of them when there are no more)."""
+    if len(x) <= n:
+        return x
+    return x[np.linspace(0, len(x) - 1, n).astype(np.int64)]
+
+
 def border_contrast(image, side: int = 128, border: float = 0.06, k: int = 20,
                     max_samples: int = 1024) -> np.ndarray:
     """A background prior: each pixel's mean distance to its ``k`` nearest border pixels in
@@ -273,20 +297,13 @@ def border_contrast(image, side: int = 128, border: float = 0.06, k: int = 20,
     it) is left out of the background's samples."""
     import torch
 
-    rgb = _image(image)
-    h0, w0 = rgb.shape[:2]
-    small = _working(rgb, side)
-    h, w = small.shape[:2]
-    f = texture_features(small, max(1.0, max(h, w) / 32)).astype(np.float32)
-    c = f.shape[-1]
-    b = max(1, int(round(border * min(h, w))))
-    sides = [f[:b].reshape(-1, c), f[-b:].reshape(-1, c), f[:, :b].reshape(-1, c), f[:, -b:].reshape(-1, c)]
+    f, (h0, w0) = _features(image, side)
+    h, w, c = f.shape
+    sides = _border_strips(f, border)
     means = np.stack([x.mean(0) for x in sides])
     gap = np.array([np.linalg.norm(means[i] - np.median(np.delete(means, i, 0), 0)) for i in range(4)])
     keep = [x for x, g in zip(sides, gap) if not g > 2 * np.median(gap) + 1e-9] or sides
-    samples = np.concatenate(keep)
-    if len(samples) > max_samples:
-        samples = samples[np.linspace(0, len(samples) - 1, max_samples).astype(np.int64)]
+    samples = _evenly(np.concatenate(keep), max_samples)
     s = _nearest_mean(torch.from_numpy(f.reshape(-1, c)), torch.from_numpy(np.ascontiguousarray(samples)), k)
     return _back(s.reshape(h, w).numpy(), h0, w0)
 
@@ -301,19 +318,11 @@ def side_contrast(image, side: int = 128, border: float = 0.06, k: int = 20, per
     sides stays near both (after Yang et al.'s per-side background queries, CVPR 2013)."""
     import torch
 
-    rgb = _image(image)
-    h0, w0 = rgb.shape[:2]
-    small = _working(rgb, side)
-    h, w = small.shape[:2]
-    f = texture_features(small, max(1.0, max(h, w) / 32)).astype(np.float32)
-    c = f.shape[-1]
-    b = max(1, int(round(border * min(h, w))))
+    f, (h0, w0) = _features(image, side)
+    h, w, c = f.shape
     pix = torch.from_numpy(f.reshape(-1, c))
-    dists = []
-    for strip in (f[:b], f[-b:], f[:, :b], f[:, -b:]):
-        strip = strip.reshape(-1, c)
-        strip = strip[np.linspace(0, len(strip) - 1, min(per_side, len(strip))).astype(np.int64)]
-        dists.append(_nearest_mean(pix, torch.from_numpy(np.ascontiguousarray(strip)), k))
+    dists = [_nearest_mean(pix, torch.from_numpy(np.ascontiguousarray(_evenly(strip, per_side))), k)
+             for strip in _border_strips(f, border)]
     second = torch.sort(torch.stack(dists), dim=0).values[1]
     return _back(second.reshape(h, w).numpy(), h0, w0)
 
@@ -352,11 +361,8 @@ def two_class_refinement(image, s: np.ndarray, rounds: int = 2, k: int = 20, sid
     """
     import torch
 
-    rgb = _image(image)
-    h0, w0 = rgb.shape[:2]
-    small = _working(rgb, side)
-    h, w = small.shape[:2]
-    f = texture_features(small, max(1.0, max(h, w) / 32)).astype(np.float32)
+    f, (h0, w0) = _features(image, side)
+    h, w = f.shape[:2]
     pix = torch.from_numpy(f.reshape(-1, f.shape[-1]))
     s = _map(s, "saliency")
     if s.shape != (h0, w0):
@@ -364,11 +370,8 @@ def two_class_refinement(image, s: np.ndarray, rounds: int = 2, k: int = 20, sid
     if s.shape != (h, w):
         s = _resize(s, h, w)
 
-    def samples(hint):
-        idx = np.flatnonzero(hint.ravel() > 0.5)
-        if len(idx) > max_samples:  # evenly spaced over the hint, in raster order
-            idx = idx[np.linspace(0, len(idx) - 1, max_samples).astype(np.int64)]
-        return pix[torch.from_numpy(idx)]
+    def samples(hint):  # at most max_samples of the hint's pixels, evenly spaced in raster order
+        return pix[torch.from_numpy(_evenly(np.flatnonzero(hint.ravel() > 0.5), max_samples))]
 
     for _ in range(rounds):
         fg, bg = hints_from_saliency(s)
