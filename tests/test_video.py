@@ -280,6 +280,35 @@ def test_fast_video_dehazing_returns_the_dark_channel_prior_per_frame_when_the_f
     assert kept.summary()["run"]["method"] == "dip" and r.summary()["run"]["selection"] == r.selection
 
 
+def test_dehaze_video_method_dcp_is_the_prior_per_frame_with_the_clips_airlight_and_no_fit(tmp_path):
+    """method="dcp": no iteration runs; each frame is the dark channel prior's with the clip's
+    airlight (given, or estimated from the frames); a bad method is a ValueError; the CLI option."""
+    from doubledip.engine.io import load_image
+    from doubledip.engine.post import dcp_dehaze
+
+    clip = _clip() * 0.5 + 0.4
+    r = dd.dehaze_video(clip, CFG, method="dcp")
+    assert r.method == "dcp" and r.history == [] and r.stop_reason == "no fit"
+    a0 = video.clip_airlight(torch.cat([load_image(f) for f in clip]))
+    np.testing.assert_allclose(r.airlight, a0.numpy(), atol=1e-6)
+    for t in (0, T - 1):
+        clear, trans, _ = dcp_dehaze(load_image(clip[t]), airlight=a0)
+        np.testing.assert_allclose(r.image[t], clear[0].permute(1, 2, 0).numpy(), atol=1e-6)
+        np.testing.assert_allclose(r.transmission[t], trans[0, 0].numpy(), atol=1e-6)
+    given = dd.dehaze_video(clip, CFG, method="dcp", airlight=(0.9, 0.8, 0.7))
+    np.testing.assert_allclose(given.airlight, [0.9, 0.8, 0.7], atol=1e-6)
+    with pytest.raises(ValueError, match="method must be one of .*got 'dark'"):
+        dd.dehaze_video(clip, CFG, method="dark")
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    from PIL import Image
+
+    for t, f in enumerate(clip):
+        Image.fromarray((f * 255).round().astype(np.uint8)).save(frames / f"{t}.png")
+    assert main(["video", "dehaze", str(frames), "-o", str(tmp_path / "out"), "--method", "dcp", "--quiet"]) == 0
+    assert json.loads((tmp_path / "out" / "result.json").read_text())["run"]["method"] == "dcp"
+
+
 def test_segment_video_without_hints_uses_each_frames_automatic_hints(tmp_path):
     """hints="auto" (the default): per frame the hints dd.segment computes for that frame alone;
     hints="none": the hint-free variant; result.json says which."""

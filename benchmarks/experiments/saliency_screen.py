@@ -173,8 +173,15 @@ def fit_case(case, method: str, seed: int) -> dict:
     fg, bg = sal.hints_from_saliency(s)
     r = dd.segment(image, dd.SolverConfig(mode="fast", seed=seed, progress=False), fg_hint=fg, bg_hint=bg)
     mask = r.mask[..., 0] if r.mask.ndim == 3 else r.mask
+    soft = r.soft_mask[..., 0] if r.soft_mask.ndim == 3 else r.soft_mask
+    threshold = sal.threshold_mask(s)
+    # the fit's soft mask averaged with the map's threshold (or the map, shifted so that its Otsu
+    # threshold sits at 0.5) before the guided filter: does the fit add what the map lacks?
     return {"case": case.name, "method": method, "seed": seed, "fit": iou(mask, truth),
-            "threshold_guided": iou(guided(image, sal.threshold_mask(s)), truth),
+            "threshold_guided": iou(guided(image, threshold), truth),
+            "soft_guided_with_threshold": iou(guided(image, (soft + threshold) / 2), truth),
+            "soft_guided_with_map": iou(guided(image, (soft + np.clip(s - sal.otsu_threshold(s) + 0.5, 0, 1)) / 2), truth),
+            "soft_alone": iou((soft > 0.5).astype(np.float32), truth),
             "seconds": time.perf_counter() - start}
 
 

@@ -15,14 +15,16 @@ resumes where it was).
 from __future__ import annotations
 
 
-def variant(mode: str) -> tuple[str, int | None, int | None]:
-    """``fast`` / ``reference`` (the mode's defaults) or ``fast:ITERATIONSxREPEATS`` (a budget
-    screened against them, e.g. ``fast:2750x1``): (mode, iterations, repeats)."""
+def variant(mode: str) -> tuple[str, int | None, int | None, float | None]:
+    """``fast`` / ``reference`` (the mode's defaults) or ``fast:ITERATIONSxREPEATS[@LR]`` (a budget,
+    and a learning rate, screened against them, e.g. ``fast:2750x1``, ``fast:2800x1@0.002``):
+    (mode, iterations, repeats, lr)."""
     name, _, budget = mode.partition(":")
     if not budget:
-        return name, None, None
+        return name, None, None, None
+    budget, _, lr = budget.partition("@")
     iterations, _, repeats = budget.partition("x")
-    return name, int(iterations), int(repeats) if repeats else None
+    return name, int(iterations), int(repeats) if repeats else None, float(lr) if lr else None
 
 
 def table(rows: list) -> str:
@@ -49,9 +51,9 @@ def table(rows: list) -> str:
 def _run(case, seed: int, mode: str, log_every: int) -> dict:
     from doubledip.evaluation.suite import run_case
 
-    name, iterations, repeats = variant(mode)
+    name, iterations, repeats, lr = variant(mode)
     row = run_case(case, iterations=iterations, repeats=repeats, mode=name, device="cpu", seed=seed,
-                   log_every=log_every, with_baselines=False)
+                   log_every=log_every, with_baselines=False, lr=lr)
     row["variant"] = mode
     print(row["task"], case.name, seed, mode, row["metrics"][row["primary"]], row["seconds"], flush=True)
     return row

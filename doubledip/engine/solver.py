@@ -252,6 +252,37 @@ class OutputAverage(Stateful):
                 self.outputs[k] = torch.where(frozen.view(-1, *[1] * (v.dim() - 1)), self.outputs[k], moved)
 
 
+class SettleRule(Stateful):
+    """A stopping rule per problem of a batch: have its outputs stopped changing?
+
+    Each :meth:`check` (after ``done`` iterations) appends the mean absolute change of the
+    outputs since the last check, over ``scale`` ((B,): the input's mean intensity), to a window
+    of the last ``window``; a problem has settled once the window's mean is below ``below``,
+    checked from iteration ``start`` on. On the device: no host read.
+    """
+
+    def __init__(self, scale: torch.Tensor, window: int, below: float, start: int):
+        self.scale, self.window, self.below, self.start = scale, window, below, start
+        self.last: Optional[dict] = None
+        self.changes = torch.full((scale.shape[0], window), math.inf, device=scale.device)
+        self.settled = torch.zeros(scale.shape[0], dtype=torch.bool, device=scale.device)
+
+    def check(self, now: dict, done: int) -> torch.Tensor:
+        """now: outputs with a leading B; returns ``settled``, (B,) bool."""
+        if self.last is not None:
+            change = sum((now[n] - self.last[n]).abs().mean(dim=tuple(range(1, now[n].dim()))) for n in now) / len(now)
+            self.changes = torch.cat([self.changes[:, 1:], (change / self.scale)[:, None]], dim=1)
+            if done >= self.start:
+                self.settled = self.settled | (self.changes.mean(dim=1) < self.below)
+        self.last = {n: v.detach().clone() for n, v in now.items()}
+        return self.settled
+
+    @property
+    def signal(self) -> torch.Tensor:
+        """(B,): the windowed change the rule compares with ``below`` (inf until the window is full)."""
+        return self.changes.mean(dim=1)
+
+
 @dataclass
 class RunContext:
     """What the solver tells a problem about the run, passed explicitly to every ``step``.

@@ -85,8 +85,9 @@ def _gains(metrics: dict, base: dict) -> dict:
 
 def run_case(case: "_cases.Case", *, iterations: Optional[int] = None, repeats: Optional[int] = None,
              mode: str = "reference", device: str = "auto", seed: int = 0, log_every: int = 25,
-             with_baselines: bool = True) -> dict:
-    """Run ``case`` through its API function and return its row (see the module docstring)."""
+             with_baselines: bool = True, lr: Optional[float] = None) -> dict:
+    """Run ``case`` through its API function and return its row (see the module docstring);
+    ``lr``: the learning rate (None: the mode's default)."""
     import doubledip as dd
 
     curve: list[dict] = []
@@ -106,7 +107,7 @@ def run_case(case: "_cases.Case", *, iterations: Optional[int] = None, repeats: 
     score = _evaluation(case.task).score
     repeating = _repeats_in_config(case.task)
     config = dd.SolverConfig(iterations=iterations, repeats=repeats if repeating else None,
-                             mode=mode, device=device, seed=seed, log_every=log_every, callback=record)
+                             mode=mode, device=device, seed=seed, log_every=log_every, callback=record, lr=lr)
     function = registry.get(case.task).run
     start[0] = time.perf_counter()
     result = function(*case.args, config=config, **case.kwargs)

@@ -199,6 +199,13 @@ def haze_residual(image: torch.Tensor, t: torch.Tensor, airlight: torch.Tensor) 
     return float((image - (t * clear + (1 - t) * a)).abs().mean())
 
 
+def dcp_frames(images: torch.Tensor, airlight: torch.Tensor):
+    """The dark channel prior run on each of T frames with one airlight ((3,)): (J: T x 3 x H x W,
+    t: T x 1 x H x W, A: (3,))."""
+    per_frame = [dcp_dehaze(images[i:i + 1], airlight=airlight) for i in range(images.shape[0])]
+    return torch.cat([c for c, _, _ in per_frame]), torch.cat([t for _, t, _ in per_frame]), per_frame[0][2]
+
+
 def fit_or_classic(images: torch.Tensor, t_fit: torch.Tensor, a_fit: torch.Tensor, airlight: torch.Tensor):
     """Fast mode's choice between the fit and the dark channel prior for frames that belong
     together (an image: T = 1; a clip: all its frames, one choice, so that the method does not
@@ -208,9 +215,7 @@ def fit_or_classic(images: torch.Tensor, t_fit: torch.Tensor, a_fit: torch.Tenso
     images: T x 3 x H x W; t_fit: T x 1 x H x W; a_fit, airlight (the prior's, given or
     estimated): (3,). Returns (keep_fit, why, classic); classic: the prior's (J: T x 3 x H x W,
     t: T x 1 x H x W, A: (3,)) with ``airlight``."""
-    per_frame = [dcp_dehaze(images[i:i + 1], airlight=airlight) for i in range(images.shape[0])]
-    clear, t_dcp = torch.cat([c for c, _, _ in per_frame]), torch.cat([t for _, t, _ in per_frame])
-    a_dcp = per_frame[0][2]
+    clear, t_dcp, a_dcp = dcp_frames(images, airlight)
     fit = haze_residual(images, t_fit, a_fit)
     classic = haze_residual(images, t_dcp, a_dcp)
     residuals = f"haze-model residual {fit:.3g} against {classic:.3g}"

@@ -1,7 +1,6 @@
 """Single-image layer separation (ALGORITHM.md 6.1): two DIPs whose outputs add up to the image."""
 from __future__ import annotations
 
-import math
 import time
 
 import torch
@@ -11,7 +10,7 @@ from doubledip.engine.inputs import Augmentations, unaugment
 from doubledip.engine.io import load_image
 from doubledip.engine.losses import blend_sum, exclusion_sum, psnr
 from doubledip.engine.results import SeparationResult, warn_short_run
-from doubledip.engine.solver import (RunContext, BestTracker, OutputAverage, Snapshot, Step, derive_seed,
+from doubledip.engine.solver import (RunContext, BestTracker, OutputAverage, SettleRule, Snapshot, Step, derive_seed,
                                      run_problem, split_iterations)
 from doubledip.engine.tasks.common import (AVERAGED, BEST_TRACKED, ImageProblem, bench_inputs, described, hwc, item_history, resolve, same_size,
                                            timed_run)
@@ -120,10 +119,10 @@ class SeparationProblem(ImageProblem):
         # settled; a settled image's average is frozen, so in a batch each image's result is the
         # one a run of its own would return, however long the others go on
         self.settle = settle and fast
-        self.settle_layers = None
-        self.changes = torch.full((self.batch, SETTLE_WINDOW), math.inf, device=images.device)
+        # scale: (B,), the mixture's mean intensity
+        self.settle_rule = SettleRule(images.mean(dim=(1, 2, 3)).clamp_min(1e-3), SETTLE_WINDOW, SETTLE_BELOW,
+                                      SETTLE_START)
         self.stopped = torch.zeros(self.batch, dtype=torch.bool, device=images.device)
-        self.scale = images.mean(dim=(1, 2, 3)).clamp_min(1e-3)  # (B,): the mixture's mean intensity
         # fast mode's collapse test (``collapse_check``; the caller restarts the collapsed images)
         self.collapse_check = collapse_check and self.settle
         self.collapsed = torch.zeros(self.batch, dtype=torch.bool, device=images.device)
@@ -172,18 +171,12 @@ class SeparationProblem(ImageProblem):
             if self.collapse_check and k + 1 == COLLAPSE_AT:
                 self._check_collapsed()
             if log or last:  # (B,): the rule's signal, in the history (terms are read at logged steps only)
-                terms["layer_change"] = self.changes.mean(dim=1)
+                terms["layer_change"] = self.settle_rule.signal
         return Step(loss, quality, terms)
 
     def _check_settled(self, done: int) -> None:
         """The stopping rule's check after ``done`` iterations (on the device: no host read)."""
-        now = self.average.outputs
-        if self.settle_layers is not None:
-            change = sum((now[n] - self.settle_layers[n]).abs().mean(dim=(1, 2, 3)) for n in now) / len(now)
-            self.changes = torch.cat([self.changes[:, 1:], (change / self.scale)[:, None]], dim=1)
-            if done >= SETTLE_START:
-                self.stopped = self.stopped | (self.changes.mean(dim=1) < SETTLE_BELOW)
-        self.settle_layers = {n: v.clone() for n, v in now.items()}
+        self.stopped = self.stopped | self.settle_rule.check(self.average.outputs, done)
 
     def _check_collapsed(self) -> None:
         """Per image: is one averaged layer flat beside the other? (On the device.)"""

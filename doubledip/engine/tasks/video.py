@@ -579,8 +579,8 @@ def _dehaze_pass(images, airlight0, learn, iterations, config, lr, reporter, pas
 
 def dehaze_video(frames, config: SolverConfig | None = None, *, airlight=None, learn_airlight: bool = False,
                  passes: int | None = None, frames_per_step: int | None = None, keep_fit: bool = False,
-                 iterations: int | None = None, seed: int | None = None, device: str | None = None,
-                 progress: bool | None = None) -> VideoDehazeResult:
+                 method: str = "dip", iterations: int | None = None, seed: int | None = None,
+                 device: str | None = None, progress: bool | None = None) -> VideoDehazeResult:
     """Remove the haze of a clip, ``I_t = t_t * J_t + (1 - t_t) * A`` (ALGORITHM.md 6.4), with one
     image net and one transmission net shared by all frames and one airlight for the clip.
 
@@ -591,6 +591,9 @@ def dehaze_video(frames, config: SolverConfig | None = None, *, airlight=None, l
     airlight) instead of the fit when the fit does not explain the clip better (one choice for the
     whole clip, :func:`doubledip.engine.tasks.dehazing.fit_or_classic`); ``method`` then says
     "dcp" and ``selection`` why. True: always the fit.
+    method: ``"dip"`` (the fit) or ``"dcp"``: the dark channel prior run on each frame with the
+    clip's airlight, no fit (a fraction of a second per frame; reference mode, the paper's two
+    passes, measures below it: benchmarks/experiments/video.md).
     Returns ``image`` (T x H x W x 3), ``transmission`` (T x H x W), ``airlight`` (3,).
     """
     config = resolve(config, {"frames": frames, "airlight": airlight}, iterations=iterations, seed=seed,
@@ -599,11 +602,21 @@ def dehaze_video(frames, config: SolverConfig | None = None, *, airlight=None, l
     passes = defaults.passes if passes is None else passes
     if passes not in (1, 2):
         raise ValueError(f"passes must be 1 or 2, got {passes!r}")
+    if method not in dehazing.METHODS:
+        raise ValueError(f"dehaze_video: method must be one of {dehazing.METHODS}, got {method!r}")
     a0 = _check_airlight(airlight)
     per_step = _per_step(frames_per_step, "dehaze_video")
     dev = config.resolve_device()
     clip, x = load_frames(frames, "dehaze_video", per_step, dev)
     a0 = clip_airlight(x) if a0 is None else a0.to(dev)
+    if method == "dcp":
+        start = time.perf_counter()
+        J, t, A = dehazing.dcp_frames(x, a0)
+        result = VideoDehazeResult(
+            task="dehaze_video", image=frames_hwc(J), transmission=frames_hwc(t),
+            airlight=A.cpu().numpy().astype(np.float32), fps=clip.fps, method="dcp",
+            selection="dcp: asked for (method='dcp')", seconds=time.perf_counter() - start, config=config)
+        return _described(result, dev, None, frames=(frames, clip))
     stages = split_iterations(config.iterations, defaults.stages * passes)
     with timed_run(config, sum(stages), "dehaze video") as (reporter, start):
         current, A0 = x, a0
@@ -781,7 +794,9 @@ DEHAZE_SPEC = register(TaskSpec(
              Option("passes", "default: 2 (reference mode), 1 (fast mode)", type=int, choices=(1, 2)),
              FRAMES_PER_STEP,
              Option("keep_fit", "fast mode: keep the fit even where it explains the clip no better than the dark "
-                    "channel prior per frame", flag=True)),
+                    "channel prior per frame", flag=True),
+             Option("method", "dip: the Double-DIP fit (default); dcp: the classic dark channel prior per frame "
+                    "with the clip's airlight, no fit", type=str, choices=dehazing.METHODS)),
     defaults=dehazing.SPEC.defaults, not_batched=NOT_BATCHED, evaluation=_evaluation("dehaze_video"),
     extra={"frame_task": "dehaze"},
 ))
