@@ -380,3 +380,19 @@ def test_the_haze_residual_is_zero_for_the_true_transmission_and_grows_where_it_
     hazy = t * clear + (1 - t) * a.view(1, 3, 1, 1)
     assert haze_residual(hazy, t, a) < 1e-6
     assert haze_residual(hazy, t * 0.3, a) > 1e-2  # asks for J outside [0, 1]
+
+
+def test_fast_multi_image_watermark_removal_is_one_run_of_its_own_length():
+    """Fast mode's several-image watermark removal: one run (no median of repeats) of
+    FAST_MULTI_ITERATIONS, against reference mode's 3 x 4000; repeats= still overrides."""
+    from doubledip.engine.tasks import watermark
+
+    fast = watermark.MULTI_SPEC.defaults_for("fast")
+    reference = watermark.MULTI_SPEC.defaults_for("reference")
+    assert (fast.stages, fast.repeats) == (watermark.FAST_MULTI_ITERATIONS, 1) == ((2800,), 1)
+    assert (reference.stages, reference.repeats) == ((4000,), 3)
+    images = [_image(0), _image(1)]
+    one = dd.remove_watermark_multi(images, dd.SolverConfig(mode="fast", iterations=4, log_every=1))
+    assert {rec.get("repeat", 0) for rec in one.history} == {0} and len(one.history) == 4
+    two = dd.remove_watermark_multi(images, dd.SolverConfig(mode="fast", iterations=4, log_every=1, repeats=2))
+    assert {rec.get("repeat", 0) for rec in two.history} == {0, 1}
