@@ -396,3 +396,25 @@ def test_fast_multi_image_watermark_removal_is_one_run_of_its_own_length():
     assert {rec.get("repeat", 0) for rec in one.history} == {0} and len(one.history) == 4
     two = dd.remove_watermark_multi(images, dd.SolverConfig(mode="fast", iterations=4, log_every=1, repeats=2))
     assert {rec.get("repeat", 0) for rec in two.history} == {0, 1}
+
+
+def test_fast_hinted_watermark_removal_averages_the_fit_with_the_regions_inpainting():
+    """Fast mode fills the hinted region with the mean of the fit (what keep_fit=True returns)
+    and the biharmonic inpainting of the region; outside it both keep the input. Reference mode
+    returns the fit."""
+    from doubledip.evaluation.baselines import inpaint_hint
+
+    image = _image(0)
+    hint = np.zeros(image.shape[:2], np.float32)
+    hint[8:20, 6:26] = 1.0
+    region = hint > 0.5
+    cfg = dd.SolverConfig(mode="fast", iterations=4, repeats=1, seed=3, progress=False)
+    blended = dd.remove_watermark(image, hint, cfg)
+    fit = dd.remove_watermark(image, hint, cfg, keep_fit=True)
+    assert (blended.method, fit.method) == ("dip+inpainting", "dip")
+    inpainted = inpaint_hint(image, hint)
+    np.testing.assert_allclose(blended.image[region], (fit.image[region] + inpainted[region]) / 2, atol=1e-5)
+    np.testing.assert_allclose(blended.image[~region], image[~region], atol=1e-6)
+    assert np.abs(fit.image[region] - inpainted[region]).mean() > 1e-3  # the two differ: the mean is not either
+    reference = dd.remove_watermark(image, hint, cfg.replace(mode="reference"))
+    assert reference.method == "dip"

@@ -340,3 +340,33 @@ def test_cli_dehaze_method_dcp(tmp_path):
     Image.fromarray((_image() * 255).astype(np.uint8)).save(tmp_path / "hazy.png")
     assert main(["dehaze", str(tmp_path / "hazy.png"), "--method", "dcp", "-o", str(tmp_path / "o"), "--quiet"]) == 0
     assert json.loads((tmp_path / "o" / "result.json").read_text())["run"]["method"] == "dcp"
+
+
+def test_remove_watermark_method_inpainting_is_the_classic_answer_with_no_fit(tmp_path):
+    from doubledip.evaluation.baselines import inpaint_hint
+
+    img, hint = _image(), _hint()
+    r = dd.remove_watermark(img, hint, method="inpainting")
+    region = hint > 0.5
+    np.testing.assert_allclose(r.image, inpaint_hint(img, hint), atol=1e-6)
+    np.testing.assert_array_equal(r.mask, region.astype(np.float32))
+    np.testing.assert_allclose(r.watermark[region], img[region], atol=1e-6)
+    assert (r.watermark[~region] == 0).all()
+    assert r.method == "inpainting" and r.history == [] and r.fitted is None
+    meta = json.loads((r.save(tmp_path / "w") / "result.json").read_text())
+    assert meta["run"]["method"] == "inpainting" and meta["run"]["stop_reason"] == "no fit"
+    assert dd.remove_watermark(img, hint, dd.SolverConfig(iterations=2, repeats=1)).method == "dip"
+    with pytest.raises(ValueError, match="method must be one of"):
+        dd.remove_watermark(img, hint, method="magic")
+
+
+def test_cli_remove_watermark_method_inpainting(tmp_path):
+    from PIL import Image
+
+    from doubledip.cli import main
+
+    Image.fromarray((_image() * 255).astype(np.uint8)).save(tmp_path / "marked.png")
+    Image.fromarray((_hint() * 255).astype(np.uint8)).save(tmp_path / "hint.png")
+    assert main(["remove-watermark", str(tmp_path / "marked.png"), str(tmp_path / "hint.png"), "--method",
+                 "inpainting", "-o", str(tmp_path / "o"), "--quiet"]) == 0
+    assert json.loads((tmp_path / "o" / "result.json").read_text())["run"]["method"] == "inpainting"

@@ -4,10 +4,12 @@
     OMP_NUM_THREADS=1 python -m benchmarks.experiments.watermark_blend --seeds 0,1 -o watermark_blend.json [--table]
 
 Per case (the suite's chelsea and astronaut stamps, and a coffee and a rocket stamp built for this
-screen only) and seed: ``dd.remove_watermark(marked, hint, SolverConfig(mode="fast", seed=s))``
-(the default call), the biharmonic inpainting of the hinted region
-(``evaluation.baselines.inpaint_hint``), and the per-pixel mean of the two inside the region;
-PSNR inside the region against the clean image. Rows are appended after each run.
+screen only) and seed: the fast fit, ``dd.remove_watermark(marked, hint,
+SolverConfig(mode="fast", seed=s), keep_fit=True)`` (fast mode's default call when this screen
+ran), the biharmonic inpainting of the hinted region (``evaluation.baselines.inpaint_hint``),
+and the per-pixel mean of the two inside the region (what fast mode's default call returns
+since: the hints here are binary, so the two are the same numbers); PSNR inside the region
+against the clean image. Rows are appended after each run.
 """
 from __future__ import annotations
 
@@ -15,16 +17,17 @@ IMAGES = ("chelsea", "astronaut", "coffee", "rocket")
 
 
 def table(rows: list) -> str:
-    lines = ["| case | seed | fast fit dB | inpainting dB | mean of the two dB | mean minus the better of the two | fit s |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| case | seed | fast fit dB | inpainting dB | mean of the two dB | mean minus inpainting | "
+             "mean minus the better of the two | fit s |", "|---|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: (r["case"], r["seed"])):
         lines.append(f"| {r['case']} | {r['seed']} | {r['fit']:.2f} | {r['inpainting']:.2f} | {r['mean']:.2f} | "
-                     f"{r['mean'] - max(r['fit'], r['inpainting']):+.2f} | {r['seconds']:.0f} |")
+                     f"{r['mean'] - r['inpainting']:+.2f} | {r['mean'] - max(r['fit'], r['inpainting']):+.2f} | "
+                     f"{r['seconds']:.0f} |")
     n = len(rows)
     if n:
         lines.append(f"| **mean** | | {sum(r['fit'] for r in rows) / n:.2f} | {sum(r['inpainting'] for r in rows) / n:.2f} | "
-                     f"{sum(r['mean'] for r in rows) / n:.2f} | worst "
-                     f"{min(r['mean'] - max(r['fit'], r['inpainting']) for r in rows):+.2f} | |")
+                     f"{sum(r['mean'] for r in rows) / n:.2f} | worst {min(r['mean'] - r['inpainting'] for r in rows):+.2f} | "
+                     f"worst {min(r['mean'] - max(r['fit'], r['inpainting']) for r in rows):+.2f} | |")
     return "\n".join(lines)
 
 
@@ -38,7 +41,7 @@ def _run(image: str, seed: int) -> dict:
 
     case = remove_watermark_case(128, image)
     marked, hint = case.args
-    r = dd.remove_watermark(marked, hint, dd.SolverConfig(mode="fast", seed=seed, progress=False))
+    r = dd.remove_watermark(marked, hint, dd.SolverConfig(mode="fast", seed=seed, progress=False), keep_fit=True)
     inpainted = inpaint_hint(marked, hint)
     region = np.asarray(hint)[..., None] > 0.5
     mean = np.where(region, (r.image + inpainted) / 2, r.image).astype(np.float32)
