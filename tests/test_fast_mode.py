@@ -398,10 +398,11 @@ def test_fast_multi_image_watermark_removal_is_one_run_of_its_own_length():
     assert {rec.get("repeat", 0) for rec in two.history} == {0, 1}
 
 
-def test_fast_hinted_watermark_removal_averages_the_fit_with_the_regions_inpainting():
-    """Fast mode fills the hinted region with the mean of the fit (what keep_fit=True returns)
-    and the biharmonic inpainting of the region; outside it both keep the input. Reference mode
-    returns the fit."""
+def test_fast_hinted_watermark_removal_lets_the_inpainting_vote_with_the_repeats():
+    """Fast mode: inside the hinted region the inpainting votes as one more repeat (per-pixel
+    median, the middle two averaged) and the vote is averaged with the inpainting; outside it
+    the input. One repeat: the vote is the mean of the fit (what keep_fit=True returns) and the
+    inpainting, so the region is 1/4 fit + 3/4 inpainting. Reference mode returns the fit."""
     from doubledip.evaluation.baselines import inpaint_hint
 
     image = _image(0)
@@ -412,9 +413,30 @@ def test_fast_hinted_watermark_removal_averages_the_fit_with_the_regions_inpaint
     blended = dd.remove_watermark(image, hint, cfg)
     fit = dd.remove_watermark(image, hint, cfg, keep_fit=True)
     assert (blended.method, fit.method) == ("dip+inpainting", "dip")
-    inpainted = inpaint_hint(image, hint)
-    np.testing.assert_allclose(blended.image[region], (fit.image[region] + inpainted[region]) / 2, atol=1e-5)
+    filled = inpaint_hint(image, hint)
+    np.testing.assert_allclose(blended.image[region], 0.25 * fit.image[region] + 0.75 * filled[region], atol=1e-5)
     np.testing.assert_allclose(blended.image[~region], image[~region], atol=1e-6)
-    assert np.abs(fit.image[region] - inpainted[region]).mean() > 1e-3  # the two differ: the mean is not either
+    assert np.abs(fit.image[region] - filled[region]).mean() > 1e-3  # the two differ: the blend is neither
     reference = dd.remove_watermark(image, hint, cfg.replace(mode="reference"))
     assert reference.method == "dip"
+
+
+def test_the_inpaintings_vote_drops_a_failed_repeat():
+    """Three repeats, one far off: inside the region the result is the mean of (the median of the
+    repeats and the inpainting, numpy's) and the inpainting, so the failed repeat does not reach
+    it; outside, the repeats' median."""
+    from doubledip.engine.tasks.watermark import blend_with_inpainting, inpainted
+
+    rng = np.random.default_rng(0)
+    image = torch.from_numpy(rng.random((1, 3, 16, 20), dtype=np.float32))
+    hint = torch.zeros(1, 1, 16, 20)
+    hint[..., 4:12, 5:15] = 1
+    good = [image + 0.01 * k for k in (1, 2)]
+    failed = torch.zeros_like(image)
+    out = blend_with_inpainting(image, hint, [good[0], failed, good[1]]).numpy()
+    filled = inpainted(image, hint).numpy()
+    stack = np.stack([good[0].numpy(), failed.numpy(), good[1].numpy(), filled])
+    region = np.broadcast_to(hint.numpy() > 0.5, out.shape)
+    want = (np.median(stack, axis=0) + filled) / 2
+    np.testing.assert_allclose(out[region], want[region], atol=1e-6)
+    np.testing.assert_allclose(out[~region], np.median(stack[:3], axis=0)[~region], atol=1e-6)

@@ -373,8 +373,8 @@ class WatermarkResult(_ResultBase):
     image: np.ndarray = None  # H x W x 3 clean
     watermark: np.ndarray = None  # H x W x 3
     mask: np.ndarray = None  # H x W
-    # what fills the hinted region: "dip" (the fit), "dip+inpainting" (fast mode: the mean of
-    # the fit and the region's biharmonic inpainting) or "inpainting" (method="inpainting": no fit)
+    # what fills the hinted region: "dip" (the fit), "dip+inpainting" (fast mode: the fit combined
+    # with the region's biharmonic inpainting) or "inpainting" (method="inpainting": no fit)
     method: str = field(default="dip", repr=False)
     _IMAGE_FIELDS = ("image", "watermark", "mask")
     _RUN_FIELDS = ("method",)
