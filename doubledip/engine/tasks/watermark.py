@@ -160,7 +160,11 @@ def blend_with_inpainting(image: torch.Tensor, hint: torch.Tensor, cleans: list[
     majority costs. image: B x 3 x H x W; cleans: the repeats' (each B x 3 x H x W);
     hint: B x 1 x H x W -> B x 3 x H x W."""
     filled = inpainted(image, hint)
-    vote = torch.stack([*cleans, filled]).quantile(0.5, dim=0)  # linear: the middle two's mean
+    # the median by sorting, the middle two averaged for an even count (torch.median takes the
+    # lower one; torch.quantile refuses inputs over 2**24 elements, a 2048 px image here)
+    ranked = torch.stack([*cleans, filled]).sort(dim=0).values
+    n = ranked.shape[0]
+    vote = (ranked[(n - 1) // 2] + ranked[n // 2]) / 2
     return torch.where(hint > 0.5, (vote + filled) / 2, median_of_runs(cleans))
 
 
