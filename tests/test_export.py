@@ -329,7 +329,7 @@ def test_fast_mode_pair_exports_its_scalar_weights_as_constants(tmp_path):
     """Fast mode has no alpha generators: the weights travel in the manifest's constants."""
     rng = np.random.default_rng(0)
     a = rng.random((20, 28, 3)).astype(np.float32)
-    r = dd.separate_pair(a, a[::-1].copy(), dd.SolverConfig(iterations=3, mode="fast"))
+    r = dd.separate_pair(a, a[::-1].copy(), dd.SolverConfig(iterations=3, mode="fast"), method="dip")
     r.export(tmp_path, "torchscript")
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert sorted(manifest["generators"]) == ["layer_0", "layer_1"]

@@ -208,7 +208,7 @@ def test_an_augmented_step_runs_augment_net_unaugment_in_the_graph(separated, tm
 def paired(request):
     """Tracked every iteration; ascent after 16 of 25. Fast mode: scalar mixing weights."""
     return _fit(pair.PairProblem, lambda: dd.separate_pair(IMG, IMG2, _config(iterations=25, mode=request.param,
-                                                                               early_stop=False)),
+                                                                               early_stop=False), method="dip"),
                 ascent_after=16)
 
 

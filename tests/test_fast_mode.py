@@ -114,7 +114,7 @@ def test_every_task_runs_in_fast_mode(task):
     img = _image()
     hint = np.zeros(img.shape[:2], np.float32)
     hint[5:12, 6:20] = 1
-    run = {"separate": lambda: dd.separate(img, cfg), "separate_pair": lambda: dd.separate_pair(img, _image(1), cfg),
+    run = {"separate": lambda: dd.separate(img, cfg), "separate_pair": lambda: dd.separate_pair(img, _image(1), cfg, method="dip"),
            "dehaze": lambda: dd.dehaze(img, cfg), "segment": lambda: dd.segment(img, cfg, fg_hint=hint, bg_hint=1 - hint),
            "remove_watermark": lambda: dd.remove_watermark(img, hint, cfg)}[task]
     result = run()

@@ -72,8 +72,16 @@ def _task_spec(task: str, names: list[str], result) -> dict:
 # export
 
 
+# result.method values that run no fit: the classic answers (dark channel prior, inpainting, unmixing)
+CLASSIC_METHODS = ("dcp", "inpainting", "ica")
+
+
 def _check_fitted(result) -> dict:
     fitted = getattr(result, "fitted", None)
+    method = getattr(result, "method", None)
+    if fitted is None and method in CLASSIC_METHODS:
+        raise ValueError(f"export: this result is the classic answer (result.method {method!r}): no generators "
+                         f"were fitted, nothing to export; run with method='dip' for a fit to export")
     if not isinstance(fitted, dict) or not {"nets", "inputs", "size", "padded", "offset"} <= set(fitted):
         raise ValueError(
             f"export: expected a doubledip task result carrying its fitted generators (result.fitted), "

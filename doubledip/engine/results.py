@@ -335,8 +335,11 @@ class SeparationResult(_ResultBase):
 class PairSeparationResult(_ResultBase):
     layers: list = None  # 2 x (H x W x 3)
     alphas: np.ndarray = None  # (2,)
+    # "dip" (the fit) or "ica" (the weights by sparse ICA, the layers in closed form: no fit)
+    method: str = field(default="dip", repr=False)
     _LIST_FIELDS = ("layers",)
     _VALUE_FIELDS = ("alphas",)
+    _RUN_FIELDS = ("method",)
 
 
 @dataclass

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -11,10 +12,11 @@ from doubledip.engine.config import LAYER5, UNetConfig, SolverConfig
 from doubledip.engine.io import load_image
 from doubledip.engine.losses import blend_sum, exclusion_sum, mse_sum, psnr
 from doubledip.engine.results import PairSeparationResult
+from doubledip.engine.unmixing import NotSeparable, estimate_weights, unmix
 from doubledip.engine.solver import RunContext, BestTracker, Snapshot, Step, run_problem, split_iterations
 from doubledip.engine.tasks.common import (BEST_TRACKED, ImageProblem, bench_inputs, described, hwc, item_history, resolve, same_size,
                                            timed_run)
-from doubledip.engine.tasks.registry import BenchProblem, Defaults, Evaluation, Input, TaskSpec, register
+from doubledip.engine.tasks.registry import BenchProblem, Defaults, Evaluation, Input, Option, TaskSpec, register
 from doubledip.evaluation import metrics
 
 DEFAULT_ITERATIONS = (4000,)
@@ -27,6 +29,11 @@ ALPHA_PRIOR_ITERATIONS = 1000  # the pull of both weights toward 0.5 lasts this 
 FAST_ALPHA_PRIOR_ITERATIONS = 250
 LAYER = UNetConfig(2, 3, LAYER5.channels, LAYER5.skip_channels, 5)
 ALPHA = UNetConfig(2, 1, LAYER5.channels, LAYER5.skip_channels, 5)
+# separate_pair(method=...): the Double-DIP fit, or the classic answer (the weights by sparse
+# ICA of the mixtures' derivatives, the layers in closed form: doubledip.engine.unmixing).
+# Unset: the mode's, "dip" in reference mode (the paper's method), "ica" in fast mode
+# (benchmarks/experiments/suite_fast_vs_reference.md, "Two-image separation")
+METHODS = ("dip", "ica")
 
 
 class ScalarAlphas(nn.Module):
@@ -99,25 +106,70 @@ class PairProblem(ImageProblem):
                 "alphas": best["alphas"][0].cpu().numpy().astype(np.float32)}
 
 
-def separate_pair_many(pairs: list, config: SolverConfig) -> list[PairSeparationResult]:
-    """:func:`separate_pair` for several pairs of one size in one batched run."""
-    dev = config.resolve_device()
+def _load_pairs(pairs: list, device) -> tuple[list, list]:
+    """The pairs' two mixtures as 1 x 3 x H x W tensors, checked: (firsts, seconds)."""
     many = len(pairs) > 1
     firsts, seconds_ = [], []
     for i, pair in enumerate(pairs):
         if not isinstance(pair, (tuple, list)) or len(pair) != 2:
             raise TypeError(f"separate_pair expects pairs of images, got {type(pair).__name__} at index {i}")
-        first = load_image(pair[0], f"pairs[{i}][0]" if many else "image1", dev)
-        second = load_image(pair[1], f"pairs[{i}][1]" if many else "image2", dev)
+        first = load_image(pair[0], f"pairs[{i}][0]" if many else "image1", device)
+        second = load_image(pair[1], f"pairs[{i}][1]" if many else "image2", device)
         if first.shape != second.shape:
             raise ValueError(f"image1 and image2 must have one size, got {tuple(first.shape[-2:])} "
                              f"and {tuple(second.shape[-2:])} (H x W)")
         firsts.append(first)
         seconds_.append(second)
     same_size(firsts, [f"pairs[{i}]" for i in range(len(firsts))])
+    return firsts, seconds_
+
+
+def _unmixed(first: torch.Tensor, second: torch.Tensor, config: SolverConfig) -> PairSeparationResult:
+    """The classic answer for one pair (1 x 3 x H x W each): no fit, no history, no nets.
+    Raises :class:`NotSeparable` where the mixtures do not determine the weights."""
+    start = time.perf_counter()
+    a, b = estimate_weights(first, second)
+    layers = unmix(first, second, a, b)
+    return PairSeparationResult(task="separate_pair", layers=[hwc(layer[0].clamp(0, 1)) for layer in layers],
+                                alphas=np.array([a, b], np.float32), seconds=time.perf_counter() - start,
+                                config=config, method="ica")
+
+
+def separate_pair_many(pairs: list, config: SolverConfig, method: str | None = None) -> list[PairSeparationResult]:
+    """:func:`separate_pair` for several pairs of one size (the fits in one batched run)."""
+    if method is not None and method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS} (or None: the mode's), got {method!r}")
+    dev = config.resolve_device()
+    firsts, seconds_ = _load_pairs(pairs, dev)
+    seeds = [config.seed + i for i in range(len(pairs))]
+    chosen = method or ("ica" if config.mode == "fast" else "dip")
+    results: list = [None] * len(pairs)
+    if chosen == "ica":
+        for b, (first, second) in enumerate(zip(firsts, seconds_)):
+            try:
+                results[b] = _unmixed(first, second, config.replace(seed=seeds[b]))
+            except NotSeparable as exc:
+                where = f"pairs[{b}]" if len(pairs) > 1 else "image1 and image2"
+                if method == "ica":
+                    raise NotSeparable(f"separate_pair(method='ica'): {where}: {exc}") from None
+                warnings.warn(f"separate_pair: {where}: {exc}; fast mode fits the layers instead "
+                              "(result.method 'dip')", stacklevel=3)
+        described([r for r in results if r is not None], dev,
+                  image1=[(p[0], t) for p, t, r in zip(pairs, firsts, results) if r is not None],
+                  image2=[(p[1], t) for p, t, r in zip(pairs, seconds_, results) if r is not None])
+    left = [b for b, r in enumerate(results) if r is None]
+    if left:
+        fits = _fit([pairs[b] for b in left], [firsts[b] for b in left], [seconds_[b] for b in left],
+                    [seeds[b] for b in left], config, dev)
+        for b, r in zip(left, fits):
+            results[b] = r
+    return results
+
+
+def _fit(pairs: list, firsts: list, seconds_: list, seeds: list, config: SolverConfig, dev) -> list:
+    """The Double-DIP fit of the pairs (loaded: ``firsts``, ``seconds_``) in one batched run."""
     defaults = SPEC.defaults_for(config.mode)
     stages = split_iterations(config.iterations, defaults.stages)
-    seeds = [config.seed + i for i in range(len(pairs))]
     with timed_run(config, sum(stages), "separate-pair") as (reporter, start):
         problem = PairProblem(torch.cat(firsts), torch.cat(seconds_), stages, seeds,
                               scalar_alphas=config.mode == "fast")
@@ -140,18 +192,25 @@ def _fitted(problem: PairProblem, b: int) -> dict:
     return fitted
 
 
-def separate_pair(image1, image2, config: SolverConfig | None = None, *, iterations: int | None = None,
-                  seed: int | None = None, device: str | None = None,
+def separate_pair(image1, image2, config: SolverConfig | None = None, *, method: str | None = None,
+                  iterations: int | None = None, seed: int | None = None, device: str | None = None,
                   progress: bool | None = None) -> PairSeparationResult:
     """Recover two layers from two mixtures ``I_k = alpha_k * L0 + (1 - alpha_k) * L1``.
 
-    Returns ``layers`` (2 x H x W x 3) and ``alphas`` (2,). Default 4000 iterations, lr 1e-3.
-    Fast mode: each weight is one learned number instead of the output of a U-Net, pulled toward
-    0.5 for 250 iterations instead of 1000, and 1800 iterations.
+    Returns ``layers`` (2 x H x W x 3) and ``alphas`` (2,); ``result.method`` says how.
+
+    method: ``"dip"``: the Double-DIP fit, 4000 iterations at lr 1e-3 (in fast mode each weight
+        is one learned number instead of a U-Net's output, pulled toward 0.5 for 250 iterations
+        instead of 1000, and 1800 iterations). ``"ica"``: the classic answer, no fit: the weights
+        by sparse ICA of the mixtures' derivatives, the layers in closed form, a fraction of a
+        second (:mod:`doubledip.engine.unmixing`; ``alphas[0] >= alphas[1]``); raises
+        :class:`~doubledip.engine.unmixing.NotSeparable` (a ValueError) where the mixtures do
+        not determine the weights. None (default): the mode's, ``"dip"`` in reference mode,
+        ``"ica"`` in fast mode, which fits instead (with a warning) where ICA cannot tell.
     """
     config = resolve(config, {"image1": image1, "image2": image2}, iterations=iterations, seed=seed,
                      device=device, progress=progress)
-    return separate_pair_many([(image1, image2)], config)[0]
+    return separate_pair_many([(image1, image2)], config, method)[0]
 
 
 # ---- the task's spec -----------------------------------------------------------------------
@@ -186,9 +245,17 @@ def evaluation_cases(suite: str, size: int) -> list:
 
 
 def baselines(case) -> dict:
-    """Each layer = one input (weights 1 and 0)."""
+    """Each layer = one input (weights 1 and 0); the classic unmixing (sparse ICA, closed form)."""
     i1, i2 = case.args
-    return {"inputs": {"layers": [i1, i2], "alphas": np.array([1.0, 0.0], np.float32)}}
+    out = {"inputs": {"layers": [i1, i2], "alphas": np.array([1.0, 0.0], np.float32)}}
+    start = time.perf_counter()
+    try:
+        r = _unmixed(load_image(i1, "image1", torch.device("cpu")), load_image(i2, "image2", torch.device("cpu")),
+                     SolverConfig(device="cpu"))
+    except NotSeparable:  # no classic answer for this case: the suite shows the inputs only
+        return out
+    out["sparse ICA"] = {"layers": r.layers, "alphas": r.alphas, "seconds": time.perf_counter() - start}
+    return out
 
 
 SPEC = register(TaskSpec(
@@ -196,6 +263,9 @@ SPEC = register(TaskSpec(
     summary="two layers from two mixtures with different weights",
     run=separate_pair, run_many=separate_pair_many, result=PairSeparationResult,
     inputs=(Input("image1", "image", "the first mixture"), Input("image2", "image", "the second mixture")),
+    options=(Option("method", "dip: the Double-DIP fit; ica: the classic answer, the weights by sparse ICA and "
+                              "the layers in closed form, no fit (default: dip in reference mode, ica in fast "
+                              "mode)", type=str, choices=METHODS),),
     defaults={"reference": Defaults(DEFAULT_ITERATIONS, DEFAULT_LR), "fast": Defaults(FAST_ITERATIONS, DEFAULT_LR)},
     export=export_recombination, bench=bench_problem,
     evaluation=Evaluation(cases=evaluation_cases, score=metrics.score_separate_pair, baselines=baselines,
