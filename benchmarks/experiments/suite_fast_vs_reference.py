@@ -40,11 +40,14 @@ def table(rows: list) -> str:
                 continue
             key = ref["primary"]
             a, b = ref["metrics"][key], fast["metrics"][key]
-            budget = f"{fast['iterations']}" + (f" x {fast['repeats']}" if fast.get("repeats") else "")
+            budget = (f"{fast['iterations']}" + (f" x {fast['repeats']}" if fast.get("repeats") else "")
+                      if fast["iterations"] is not None else "no fit")
+            if fast.get("method") not in (None, "dip"):
+                budget += f" ({fast['method']})"
             label = "" if name == "fast" else f" ({name})"
             lines.append(f"| {task} | {case} | {seed} | {key} {a:.3f}, {ref['iterations']}, {ref['seconds']:.0f} | "
-                         f"{b:.3f}, {budget}, {fast['seconds']:.0f}{label} | {b - a:+.3f} | "
-                         f"{fast['seconds'] / ref['seconds']:.2f} |")
+                         f"{b:.3f}, {budget}, {fast['seconds']:.{0 if fast['seconds'] >= 1 else 2}f}{label} | "
+                         f"{b - a:+.3f} | {fast['seconds'] / ref['seconds']:.{2 if fast['seconds'] >= 1 else 5}f} |")
     return "\n".join(lines)
 
 

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 # derivatives of the mixtures averaged over POOL x POOL pixels: the mixing is the same at any
 # scale, and pooling halves the weight of i.i.d. pixel noise against the layers' edges
-# (measured: benchmarks/experiments/pair_unmixing.md)
+# (measured: benchmarks/experiments/suite_fast_vs_reference.md, "The classic unmixing")
 POOL = 2
 ANGLES = 90  # rotations tried over a quarter turn (the sources' order and signs are free)...
 REFINES = 2  # ...then as many around the best, twice: 1 degree, then 1/45, then 1/2000

@@ -127,6 +127,8 @@ def run_case(case: "_cases.Case", *, iterations: Optional[int] = None, repeats: 
         "s_per_iter": seconds / (done * runs) if done else None,  # wall time, setup included
         "primary": case.primary, "metrics": metrics,
         "mode": mode, "device": device, "seed": seed, "curve": curve,
+        # how the result was made, where the task says ("dip": the fit; a classic method's name)
+        "method": getattr(result, "method", None),
     }
     if with_baselines:
         row["baselines"] = {}
