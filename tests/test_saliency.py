@@ -192,3 +192,15 @@ def test_side_contrast_finds_an_object_touching_a_side():
     img[obj] = (0.3 + 0.5 * blotches[obj])[:, None] * np.array([1.0, 0.8, 0.6])
     m = S.threshold_mask(S.side_contrast(img.astype(np.float32))) > 0.5
     assert (m & obj).sum() / (m | obj).sum() > 0.85
+
+
+
+def test_the_refinement_scores_pixels_over_its_window():
+    """The default window is REFINE_WINDOW (1/64 of the long side, the screen's choice); another
+    window changes the statistics, so the scores."""
+    img, sq = _two_textures(seed=2)
+    s = S.side_contrast(img)
+    default = S.two_class_refinement(img, s)
+    np.testing.assert_array_equal(default, S.two_class_refinement(img, s, window=S.REFINE_WINDOW))
+    assert S.REFINE_WINDOW == 1 / 64
+    assert np.abs(default - S.two_class_refinement(img, s, window=1 / 8)).max() > 0.05

@@ -264,12 +264,12 @@ def texture_features(rgb: np.ndarray, sigma: float) -> np.ndarray:
     return feats / np.where(sd > 1e-9, sd, 1.0)
 
 
-def _features(image, side: int) -> tuple[np.ndarray, tuple[int, int]]:
-    """The :func:`texture_features` (window sigma 1/32 of the long side) of ``image`` at its
+def _features(image, side: int, window: float = 1 / 32) -> tuple[np.ndarray, tuple[int, int]]:
+    """The :func:`texture_features` (window sigma ``window`` of the long side) of ``image`` at its
     working size (long side at most ``side``): h x w x 6 float32, and the image's own (H, W)."""
     rgb = _image(image)
     small = _working(rgb, side)
-    f = texture_features(small, max(1.0, max(small.shape[:2]) / 32)).astype(np.float32)
+    f = texture_features(small, max(1.0, max(small.shape[:2]) * window)).astype(np.float32)
     return f, rgb.shape[:2]
 
 
@@ -348,8 +348,14 @@ def _nearest_mean(points, samples, k: int):
                       for chunk in points.split(4096)])
 
 
+# the refinement's statistics window (sigma, a share of the long side): half the border maps'
+# 1/32; a pixel is scored by its own neighbourhood, so thin parts (a horse's legs) keep their
+# class (benchmarks/experiments/segmentation_hints.md, "A finer window for the refinement")
+REFINE_WINDOW = 1 / 64
+
+
 def two_class_refinement(image, s: np.ndarray, rounds: int = 2, k: int = 20, side: int = 128,
-                         max_samples: int = 1024) -> np.ndarray:
+                         max_samples: int = 1024, window: float = REFINE_WINDOW) -> np.ndarray:
     """Refine a saliency map ``s`` (H x W) by the image's own two classes, ``rounds`` times: the
     hints :func:`hints_from_saliency` gives are samples of the object and of the background in
     :func:`texture_features`; a pixel's new score is ``d_bg / (d_bg + d_fg)``, its mean distance
@@ -357,11 +363,12 @@ def two_class_refinement(image, s: np.ndarray, rounds: int = 2, k: int = 20, sid
 
     A map from the border alone scores the object's pixels against the border's; the object's
     own samples let every pixel be scored against both, which recovers object parts that look
-    unlike the border yet not far from it (measured: segmentation_hints.md). H x W in [0, 1].
+    unlike the border yet not far from it (measured: segmentation_hints.md). ``window``: the
+    statistics' window sigma, a share of the long side. H x W in [0, 1].
     """
     import torch
 
-    f, (h0, w0) = _features(image, side)
+    f, (h0, w0) = _features(image, side, window)
     h, w = f.shape[:2]
     pix = torch.from_numpy(f.reshape(-1, f.shape[-1]))
     s = _map(s, "saliency")
