@@ -57,7 +57,8 @@ def estimate_weights(image1: torch.Tensor, image2: torch.Tensor) -> tuple[float,
     """The weights ``(a, b)`` of ``I1 = a L0 + (1 - a) L1``, ``I2 = b L0 + (1 - b) L1`` by sparse
     ICA of the mixtures' derivatives; ``a >= b`` (layer 0 is the one image1 holds more of).
     image1, image2: 1 x 3 x H x W. Raises :class:`NotSeparable` when the mixtures do not differ."""
-    x = torch.stack([_derivatives(image1.double()), _derivatives(image2.double())])  # 2 x N
+    # on the CPU in float64: two rows of statistics, whatever device the images are on
+    x = torch.stack([_derivatives(image1.detach().cpu().double()), _derivatives(image2.detach().cpu().double())])
     if x.shape[1] > MAX_SAMPLES:  # evenly spaced: the statistics need no more
         x = x[:, ::-(-x.shape[1] // MAX_SAMPLES)]
     x = x - x.mean(dim=1, keepdim=True)
