@@ -166,58 +166,111 @@ def test_fast_mode_ends_stage_two_once_the_mask_has_settled(monkeypatch):
     monkeypatch.setattr(segmentation, "SETTLE_FRACTION", 1.1)  # every check "settles"
     img = _image()
     cfg = dd.SolverConfig(iterations=30, log_every=1, seed=1, device="cpu")
-    fast = dd.segment(img, cfg.replace(mode="fast"))
+    fast = dd.segment(img, cfg.replace(mode="fast"), method="dip")
     ref = dd.segment(img, cfg)
     stage1 = 10  # 30 split 1:2
     assert fast.history[-1]["iteration"] == stage1 + 3
     assert ref.history[-1]["iteration"] == 29
     monkeypatch.setattr(segmentation, "SETTLE_FRACTION", 0.0)  # nothing settles
-    assert dd.segment(img, cfg.replace(mode="fast")).history[-1]["iteration"] == 29
+    assert dd.segment(img, cfg.replace(mode="fast"), method="dip").history[-1]["iteration"] == 29
 
 
-# ---- evaluation ----------------------------------------------------------------------------
-
-def test_segmentation_cases_per_suite():
-    spec = registry.get("segment").evaluation
-    quick = spec.cases("quick", 32)
-    assert [c.name for c in quick] == ["horse_hints", "horse_no_hints"]
-    assert quick[1].kwargs == {} and quick[1].primary == "iou"
-    full = {c.name: c for c in spec.cases("full", 32)}
-    assert full["horse_hint_free"].kwargs == {"hints": "none"} and full["horse_hint_free"].primary == "iou_either"
-    for name in cases.SEGMENT_COMPOSITES:
-        assert full[f"{name}_auto"].kwargs == {} and full[f"{name}_hint_free"].kwargs == {"hints": "none"}
-
-
-def test_composites_vary_and_have_true_masks():
-    size = 64
-    built = cases.segment_composites(size)
-    assert len(built) == len(cases.SEGMENT_COMPOSITES) >= 5
-    areas, centres = [], []
-    for c in built:
-        img, m = c.args[0], c.truth["mask"]
-        assert img.shape == (size, size, 3) and img.dtype == np.float32 and set(np.unique(m)) == {0.0, 1.0}
-        assert (c.truth["fg_hint"] <= m).all() and (c.truth["bg_hint"] <= 1 - m).all()
-        areas.append(m.mean())
-        centres.append(tuple(np.round(np.argwhere(m).mean(0) / size, 1)))
-        assert metrics.score_segment({"mask": m}, c.truth)["iou"] == 1.0
-    assert max(areas) > 2 * min(areas) and len(set(centres)) == len(built)  # sizes and places vary
-    dark = next(c for c in built if c.name.startswith("dark_"))
-    lum = dark.args[0].mean(axis=2)
-    assert lum[dark.truth["mask"] > 0].mean() < lum[dark.truth["mask"] == 0].mean() - 0.1
-    with pytest.raises(ValueError, match="hints must be one of"):
-        cases.segment_composite_case(size, hints="auto-ish")
-    with pytest.raises(ValueError, match="shape must be one of"):
-        cases.object_shape("star", size)
+def _disc_scene(seed=0, size=48):
+    """A textured disc (warm) over another texture (cool): the truth is the disc."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size]
+    truth = ((yy - size * 0.45) ** 2 + (xx - size * 0.55) ** 2 < (size * 0.28) ** 2).astype(np.float32)
+    warm = np.stack([0.8 + 0.1 * rng.random((size, size)), 0.5 + 0.1 * rng.random((size, size)),
+                     0.2 * rng.random((size, size))], -1)
+    cool = np.stack([0.2 * rng.random((size, size)), 0.4 + 0.2 * rng.random((size, size)),
+                     0.6 + 0.3 * rng.random((size, size))], -1)
+    return (truth[..., None] * warm + (1 - truth[..., None]) * cool).astype(np.float32), truth
 
 
-def test_baselines_of_a_case_without_hints():
-    c = cases.segment_composites(64, names=["dark_brick_horse_on_gravel"])[0]
-    base = registry.get("segment").evaluation.baselines(c)
-    assert list(base) == ["otsu", "saliency threshold"]
-    truth = c.truth["mask"]
-    otsu = base["otsu"]["mask"]
-    assert metrics.iou(otsu, truth) >= metrics.iou(1 - otsu, truth)  # the better polarity
-    s = saliency.saliency(c.args[0])
-    np.testing.assert_array_equal(base["saliency threshold"]["mask"], saliency.threshold_mask(s))
-    hinted = registry.get("segment").evaluation.baselines(cases.segment_case(32))
-    assert list(hinted) == ["fg hint"]
+def test_fast_mode_with_automatic_hints_returns_the_saliency_maps_threshold_through_the_guided_filter():
+    """Fast mode's default with no hints: the classic answer (result.method "saliency"), no fit:
+    the map above its Otsu threshold through a guided filter of radius 1/8 of the short side, the
+    layers the image cut by the mask; the hints a fit would use are returned as for a fit."""
+    import torch
+
+    from doubledip.engine.post import guided_filter
+
+    img, truth = _disc_scene()
+    r = dd.segment(img, dd.SolverConfig(mode="fast", device="cpu"))
+    assert r.method == "saliency" and r.history == [] and r.fitted is None and r.stop_reason == "no fit"
+    s = saliency.saliency(img)
+    rough = torch.from_numpy(saliency.threshold_mask(s))[None, None]
+    soft = guided_filter(torch.from_numpy(img.transpose(2, 0, 1))[None], rough, radius=6, eps=1e-4).clamp(0, 1)
+    np.testing.assert_allclose(r.soft_mask, soft[0, 0].numpy(), atol=1e-6)
+    np.testing.assert_array_equal(r.mask, (r.soft_mask > 0.5).astype(np.float32))
+    np.testing.assert_allclose(r.foreground, img * r.mask[..., None], atol=1e-6)
+    np.testing.assert_allclose(r.foreground + r.background, img, atol=1e-6)
+    fg, bg = _expected_hints(img)
+    np.testing.assert_array_equal(r.hints["fg"], fg)
+    np.testing.assert_array_equal(r.hints["bg"], bg)
+    assert metrics.iou(r.mask, truth) > 0.9
+    # the same answer on request in reference mode; the fit on request in fast mode
+    explicit = dd.segment(img, dd.SolverConfig(device="cpu"), method="saliency")
+    np.testing.assert_array_equal(explicit.mask, r.mask)
+    fit = dd.segment(img, CFG.replace(mode="fast"), method="dip")
+    assert fit.method == "dip" and len(fit.history) > 0 and fit.fitted is not None
+
+
+def test_method_choice_follows_the_mode_and_the_hints():
+    fast, ref = dd.SolverConfig(mode="fast"), dd.SolverConfig()
+    assert segmentation.chosen_method(None, fast, given=False, hints="auto") == "saliency"
+    assert segmentation.chosen_method(None, fast, given=True, hints="auto") == "dip"  # given hints: the fit
+    assert segmentation.chosen_method(None, fast, given=False, hints="none") == "dip"
+    assert segmentation.chosen_method(None, ref, given=False, hints="auto") == "dip"
+    img = _image()
+    fg, bg = _expected_hints(img)
+    with pytest.raises(ValueError, match="method='saliency' .* but fg_hint and bg_hint were given"):
+        dd.segment(img, CFG, fg_hint=fg, bg_hint=bg, method="saliency")
+    with pytest.raises(ValueError, match="method='saliency' .* hints='none'"):
+        dd.segment(img, CFG, hints="none", method="saliency")
+    with pytest.raises(ValueError, match=r"method must be one of \('dip', 'saliency'\).*got 'otsu'"):
+        dd.segment(img, CFG, method="otsu")
+
+
+def test_the_classic_answer_saves_but_does_not_export(tmp_path):
+    img, _ = _disc_scene(1)
+    r = dd.segment(img, dd.SolverConfig(mode="fast", device="cpu"))
+    meta = json.loads((r.save(tmp_path / "s") / "result.json").read_text())
+    assert meta["run"]["method"] == "saliency"
+    assert sorted(p.name for p in (tmp_path / "s").glob("*.png")) == [
+        "background.png", "bg_hint.png", "fg_hint.png", "foreground.png", "mask.png", "soft_mask.png"]
+    with pytest.raises(ValueError, match="classic answer .*'saliency'.*method='dip'"):
+        r.export(tmp_path / "e")
+
+
+def test_cli_segment_fast_takes_the_method(tmp_path, image_file, capsys):
+    out, fit = tmp_path / "classic", tmp_path / "fit"
+    assert main(["segment", str(image_file), "--mode", "fast", "-o", str(out), "--quiet"]) == 0
+    assert json.loads((out / "result.json").read_text())["run"]["method"] == "saliency"
+    assert main(["segment", str(image_file), "--mode", "fast", "--method", "dip", "--iterations", "2",
+                 "-o", str(fit), "--quiet"]) == 0
+    assert json.loads((fit / "result.json").read_text())["run"]["method"] == "dip"
+    rc = main(["segment", str(image_file), "--hints", "none", "--method", "saliency", "-o", str(tmp_path / "x"), "--quiet"])
+    assert rc != 0 and "method='saliency'" in capsys.readouterr().err
+
+
+def test_the_rough_object_stands_where_the_guided_filter_would_wash_it_out():
+    """A thin object on a flat guide: the filter's mean over its window drops it below 0.5
+    everywhere (overlap 0 < FILTER_AGREEMENT), so the rough object itself comes back; a large
+    disc survives the filter, whose soft output comes back."""
+    import torch
+
+    from doubledip.engine.post import guided_filter
+
+    flat = torch.full((1, 3, 48, 48), 0.5)
+    line = torch.zeros(1, 1, 48, 48)
+    line[..., 24, 4:44] = 1
+    assert not (guided_filter(flat, line, radius=6, eps=1e-4) > 0.5).any()  # washed out
+    torch.testing.assert_close(segmentation.refined_rough_object(flat, line), line)
+    img, truth = _disc_scene(3)
+    image = torch.from_numpy(img.transpose(2, 0, 1))[None]
+    disc = torch.from_numpy(truth)[None, None]
+    soft = segmentation.refined_rough_object(image, disc)
+    expected = guided_filter(image, disc, radius=6, eps=1e-4).clamp(0, 1)
+    torch.testing.assert_close(soft, expected)
+    assert not torch.equal(soft, disc) and metrics.iou((soft > 0.5).float().numpy()[0, 0], truth) > 0.95

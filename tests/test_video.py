@@ -247,7 +247,10 @@ def test_each_video_task_returns_clips_of_the_input_shape(name, kwargs, fields, 
         assert r.airlight.shape == (3,)
     if name == "segment_video":
         assert set(np.unique(r.mask)) <= {0.0, 1.0}
-    assert r.history and r.seconds > 0 and r.device == "cpu" and r.fps == 25.0
+    classic = getattr(r, "method", "dip") == "saliency"  # fast segmentation with automatic hints: no fit
+    assert classic == (name == "segment_video" and mode == "fast" and "fg_hints" not in kwargs)
+    assert (r.history == []) if classic else r.history
+    assert r.seconds > 0 and r.device == "cpu" and r.fps == 25.0
     assert r.inputs["frames"] == {"path": None, "size": [H, W], "frames": T, "fps": 25.0}
 
 
@@ -321,7 +324,7 @@ def test_segment_video_without_hints_uses_each_frames_automatic_hints(tmp_path):
     r = dd.segment_video(clip, CFG, frames_per_step=3)
     assert r.hints["fg"].shape == (T, H, W) and r.hint_source == "auto"
     for t in (0, T - 1):
-        fg, bg = auto_hints(load_image(clip[t]))
+        fg, bg, _ = auto_hints(load_image(clip[t]))
         np.testing.assert_array_equal(r.hints["fg"][t], fg[0, 0].numpy())
         np.testing.assert_array_equal(r.hints["bg"][t], bg[0, 0].numpy())
     none = dd.segment_video(clip, CFG, frames_per_step=3, hints="none")
@@ -332,6 +335,31 @@ def test_segment_video_without_hints_uses_each_frames_automatic_hints(tmp_path):
     assert meta["run"]["hints"] == "auto"
     with pytest.raises(ValueError, match="hints must be one of"):
         dd.segment_video(clip, CFG, hints="saliency")
+
+
+def test_fast_segment_video_with_automatic_hints_is_each_frames_classic_answer(tmp_path):
+    """Fast mode, no hints given: per frame dd.segment's fast answer for that frame alone (the
+    saliency map's threshold, guided-filtered; no fit); method="dip" fits; hints given: the fit."""
+    import json
+
+    clip = _clip()
+    fast = dd.SolverConfig(mode="fast", seed=0)
+    r = dd.segment_video(clip, fast)
+    assert r.method == "saliency" and r.history == [] and r.mask.shape == (T, H, W)
+    for t in (0, T - 1):
+        alone = dd.segment(clip[t], fast)
+        assert alone.method == "saliency"
+        for name in ("mask", "soft_mask", "foreground", "background"):
+            np.testing.assert_allclose(getattr(r, name)[t], getattr(alone, name), atol=1e-6, err_msg=name)
+        np.testing.assert_array_equal(r.hints["fg"][t], alone.hints["fg"])
+    meta = json.loads((r.save(tmp_path / "v") / "result.json").read_text())
+    assert meta["run"]["method"] == "saliency" and meta["run"]["hints"] == "auto"
+    fit = dd.segment_video(clip, fast.replace(iterations=6), method="dip")
+    assert fit.method == "dip" and len(fit.history) > 0
+    given = dd.segment_video(clip, fast.replace(iterations=6), fg_hints=_hints()[0], bg_hints=_hints()[1])
+    assert given.method == "dip"
+    with pytest.raises(ValueError, match="method='saliency'"):
+        dd.segment_video(clip, fast, hints="none", method="saliency")
 
 
 def test_video_tasks_take_their_config_after_the_clip_and_the_rest_as_keywords():

@@ -11,6 +11,9 @@ the IoU of the map above its Otsu threshold and of that mask through fast mode's
     python -m benchmarks.experiments.saliency_screen -o sal_dev.json --table
     # the fit itself, with one method's hints (slow: about 20 s a case and seed)
     OMP_NUM_THREADS=1 python -m benchmarks.experiments.saliency_screen --draw check --cases 14 --fit refined --seeds 0 -o fit.json
+    # the default call (dd.segment(img, SolverConfig(mode="fast", seed=s)), no hints given) against
+    # Otsu and the map thresholded alone; --with-fit also runs method="dip" (the fit, slow)
+    OMP_NUM_THREADS=1 python -m benchmarks.experiments.saliency_screen --draw final --call --seeds 0 -o call.json
 """
 from __future__ import annotations
 
@@ -26,8 +29,9 @@ OBJECT_PHOTOS = ("chelsea", "coffee", "immunohistochemistry", "moon")
 BACKGROUNDS = TEXTURES + ("astronaut", "coffee", "chelsea", "rocket", "camera", "immunohistochemistry",
                           "moon", "hubble_deep_field")
 #: first seed of each draw: they never overlap for up to 1000 cases (`held`: drawn after the
-#: refinement window was chosen on `dev`, `check` and the named cases)
-DRAWS = {"dev": 1000, "check": 2000, "held": 4000}
+#: refinement window was chosen on `dev`, `check` and the named cases; `final`: after fast mode's
+#: default for automatic hints was chosen on those; `verify`: after its filter guard was set on all five)
+DRAWS = {"dev": 1000, "check": 2000, "held": 4000, "final": 5000, "verify": 6000}
 
 
 #: object scale and centre ranges of a draw: ``any`` (the default) lets large objects touch the
@@ -187,6 +191,51 @@ def fit_case(case, method: str, seed: int) -> dict:
             "seconds": time.perf_counter() - start}
 
 
+def call_case(case, seed: int, with_fit: bool) -> dict:
+    """The default fast call with no hints (``dd.segment(img, SolverConfig(mode="fast", seed=seed))``)
+    against Otsu (the better polarity) and the saliency map thresholded alone; ``with_fit``: the fit
+    with the same hints too (``method="dip"``)."""
+    import time
+    import warnings
+
+    import doubledip as dd
+    from doubledip.evaluation.baselines import otsu_mask, saliency_threshold_mask
+
+    image, truth = case.args[0], case.truth["mask"]
+    cfg = dd.SolverConfig(mode="fast", seed=seed, progress=False)
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a trivial mask's warning: scored like any other
+        r = dd.segment(image, cfg)
+    row = {"case": case.name, "seed": seed, "call": iou(r.mask, truth), "call_method": r.method,
+           "call_seconds": time.perf_counter() - start}
+    otsu = otsu_mask(image)
+    row["otsu"] = max(iou(otsu, truth), iou(1 - otsu, truth))
+    row["saliency_threshold"] = iou(saliency_threshold_mask(image), truth)
+    if with_fit:
+        start = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fit = dd.segment(image, cfg, method="dip")
+        row["fit"], row["fit_seconds"] = iou(fit.mask, truth), time.perf_counter() - start
+    return row
+
+
+def call_table(rows: list[dict]) -> str:
+    cols = [c for c in ("call", "fit", "saliency_threshold", "otsu") if c in rows[0]]
+    lines = ["| case | seed | " + " | ".join(cols) + " | call s |" + (" fit s |" if "fit" in cols else ""),
+             "|---|---|" + "---|" * (len(cols) + 1 + ("fit" in cols))]
+    for r in rows:
+        lines.append(f"| {r['case']} | {r['seed']} | " + " | ".join(f"{r[c]:.3f}" for c in cols)
+                     + f" | {r['call_seconds']:.1f} |" + (f" {r['fit_seconds']:.1f} |" if "fit" in cols else ""))
+    for label, f in (("mean", np.mean), ("worst", np.min)):
+        lines.append(f"| **{label}** | | " + " | ".join(f"{f([r[c] for r in rows]):.3f}" for c in cols) + " | |"
+                     + (" |" if "fit" in cols else ""))
+    lines.append("| **share >= 0.8** | | " + " | ".join(f"{np.mean([r[c] >= 0.8 for r in rows]):.2f}" for c in cols)
+                 + " | |" + (" |" if "fit" in cols else ""))
+    return "\n".join(lines)
+
+
 def fit_table(rows: list[dict]) -> str:
     keys = sorted({(r["method"], r["seed"]) for r in rows})
     by = {(r["case"], r["method"], r["seed"]): r for r in rows}
@@ -215,22 +264,31 @@ def main(argv=None) -> int:
         p.add_argument("--size", type=int, default=128)
         p.add_argument("--objects", choices=sorted(OBJECTS), default="any", help="object sizes and places drawn")
         p.add_argument("--fit", metavar="METHOD", help="fit fast mode with METHOD's hints instead of scoring maps")
-        p.add_argument("--seeds", default="0", help="with --fit: comma-separated seeds")
+        p.add_argument("--seeds", default="0", help="with --fit or --call: comma-separated seeds")
+        p.add_argument("--call", action="store_true", help="score the default fast call against the baselines")
+        p.add_argument("--with-fit", action="store_true", help="with --call: the fit too (method='dip')")
 
     def jobs(a):
         todo = (named_cases(a.size) if a.draw == "named"
                 else [draw_case(DRAWS[a.draw] + i, a.size, a.objects) for i in range(a.cases)])
         for case in todo:
-            if a.fit:
+            if a.call:
+                for seed in (int(x) for x in a.seeds.split(",")):
+                    yield (case.name, seed), lambda case=case, seed=seed: call_case(case, seed, a.with_fit)
+            elif a.fit:
                 for seed in (int(x) for x in a.seeds.split(",")):
                     yield (case.name, a.fit, seed), lambda case=case, seed=seed: fit_case(case, a.fit, seed)
             else:
                 yield (case.name,), lambda case=case: score_case(case)
 
     def key(row):
+        if "call" in row:
+            return (row["case"], row["seed"])
         return (row["case"], row["method"], row["seed"]) if "fit" in row else (row["case"],)
 
     def either_table(rows):
+        if rows and "call" in rows[0]:
+            return call_table(rows)
         return fit_table(rows) if rows and "fit" in rows[0] else table(rows)
 
     return run_screen(__doc__, "saliency_screen.json", options, jobs, key, either_table, argv)

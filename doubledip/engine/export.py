@@ -72,8 +72,9 @@ def _task_spec(task: str, names: list[str], result) -> dict:
 # export
 
 
-# result.method values that run no fit: the classic answers (dark channel prior, inpainting, unmixing)
-CLASSIC_METHODS = ("dcp", "inpainting", "ica")
+# result.method values that run no fit: the classic answers (dark channel prior, inpainting,
+# unmixing, the saliency map's threshold)
+CLASSIC_METHODS = ("dcp", "inpainting", "ica", "saliency")
 
 
 def _check_fitted(result) -> dict:

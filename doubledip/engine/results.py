@@ -351,8 +351,10 @@ class SegmentationResult(_ResultBase):
     # the hints the run used, {"fg": H x W, "bg": H x W} in [0, 1] (given, or computed from a
     # saliency map with hints="auto"), or None (hints="none"); saved as fg_hint.png / bg_hint.png
     hints: Optional[dict] = field(default=None, repr=False)
+    # "dip" (the fit) or "saliency" (the saliency map's threshold through a guided filter: no fit)
+    method: str = field(default="dip", repr=False)
     _IMAGE_FIELDS = ("mask", "soft_mask", "foreground", "background")
-    _RUN_FIELDS = ("hints",)
+    _RUN_FIELDS = ("hints", "method")
     HINT_FILES: ClassVar[dict] = {"fg": "fg_hint", "bg": "bg_hint"}
 
     def image_files(self) -> dict[str, np.ndarray]:
@@ -561,9 +563,11 @@ class VideoSegmentationResult(_VideoResultBase):
     # saliency map with hints="auto"), or None (hints="none"); and where they came from
     hints: Optional[dict] = field(default=None, repr=False)
     hint_source: str = field(default="", repr=False)
+    # "dip" (the fit) or "saliency" (each frame's saliency map's threshold, guided-filtered: no fit)
+    method: str = field(default="dip", repr=False)
     _FRAME_FIELDS = ("mask", "soft_mask", "foreground", "background")
     _VALUE_FIELDS = ("fps",)
-    _RUN_FIELDS = ("hints", "hint_source")
+    _RUN_FIELDS = ("hints", "hint_source", "method")
 
     def summary(self, extra_files=()) -> dict:
         """result.json's "run" says where the hints came from ("given", "auto"; "none": no hints)

@@ -22,6 +22,12 @@ STOP_PSNR = 30.0  # stage 2 ends once the reconstruction is this good
 HINT_ITERATIONS = 1000  # with hints, stage 2 keeps the hint terms while k <= this
 MASK_NET = UNetConfig(2, 1, SEGMENT.channels, SEGMENT.skip_channels, 3)
 HINTS = ("auto", "none")  # with no fg/bg hint given: saliency hints, or the authors' hint-free variant
+# segment(method=...): "dip", the Double-DIP fit; "saliency", the classic answer, for automatic
+# hints only: the saliency map above its Otsu threshold (the rough object the hints are cut
+# from) through fast mode's guided filter, no fit. Unset: "saliency" in fast mode with automatic
+# hints (above the fit on every draw screened, in about 1 s instead of 20-40:
+# benchmarks/experiments/segmentation_hints.md), "dip" otherwise
+METHODS = ("dip", "saliency")
 # fast mode (benchmarks/experiments/segmentation_hints.md): 200 + 400 iterations, stage 2 ending
 # once the mask has settled: checked every SETTLE_EVERY iterations, settled when fewer than
 # SETTLE_FRACTION of its pixels changed side of 0.5 since the last check
@@ -158,13 +164,15 @@ def check_hints_option(hints, given: bool) -> None:
                          "drop them, or drop hints='none'")
 
 
-def auto_hints(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def auto_hints(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Sure-foreground and sure-background hints of a 1 x 3 x H x W image from its saliency map
-    (:mod:`doubledip.engine.saliency`): two 1 x 1 x H x W {0, 1} maps on the image's device."""
+    (:mod:`doubledip.engine.saliency`), and the map above its Otsu threshold (the rough object
+    they are cut from): three 1 x 1 x H x W {0, 1} maps on the image's device."""
     from doubledip.engine import saliency
 
     s = saliency.saliency(hwc(image))
-    return tuple(torch.from_numpy(h)[None, None].to(image.device) for h in saliency.hints_from_saliency(s))
+    maps = (*saliency.hints_from_saliency(s), saliency.threshold_mask(s))
+    return tuple(torch.from_numpy(h)[None, None].to(image.device) for h in maps)
 
 
 def guide_radius(config: SolverConfig, size: tuple[int, int]) -> int:
@@ -172,11 +180,65 @@ def guide_radius(config: SolverConfig, size: tuple[int, int]) -> int:
     return max(1, round(FAST_GUIDE_RADIUS * min(size))) if config.mode == "fast" else 50
 
 
+def chosen_method(method, config: SolverConfig, given: bool, hints: str) -> str:
+    """The method a run takes (:data:`METHODS`): ``method``, or where None the mode's. "saliency"
+    needs automatic hints: with hints given (``given``) or ``hints="none"`` it is an error."""
+    if method is not None and method not in METHODS:
+        raise ValueError(f"segment: method must be one of {METHODS} (or None: the mode's), got {method!r}")
+    automatic = not given and hints == "auto"
+    if method == "saliency" and not automatic:
+        got = "fg_hint and bg_hint were given" if given else "hints='none' was asked for"
+        raise ValueError(f"segment: method='saliency' makes the mask from the automatic hints' saliency map, "
+                         f"but {got}; use method='dip' (the fit)")
+    return method or ("saliency" if automatic and config.mode == "fast" else "dip")
+
+
+# the classic answer's guided filter refines the rough object's edges; where the filtered mask
+# and the rough object overlap by less than this IoU, the filter has washed the object out (a
+# grey texture for guide: measured 0.57 -> 0.00 and 0.70 -> 0.04 IoU on two composites of 131;
+# segmentation_hints.md), and the rough object is the answer
+FILTER_AGREEMENT = 0.5
+
+
+def refined_rough_object(image: torch.Tensor, rough: torch.Tensor) -> torch.Tensor:
+    """The rough object (1 x 1 x H x W in {0, 1}) through fast mode's guided filter with the
+    image (1 x 3 x H x W) as guide, clamped to [0, 1]; the rough object itself where the
+    filter's mask (> 0.5) overlaps it by less than :data:`FILTER_AGREEMENT` (IoU)."""
+    size = tuple(image.shape[-2:])
+    soft = guided_filter(image, rough, radius=max(1, round(FAST_GUIDE_RADIUS * min(size))), eps=1e-4).clamp(0, 1)
+    filtered, kept = soft > 0.5, rough > 0.5
+    union = (filtered | kept).sum()
+    overlap = float((filtered & kept).sum() / union) if union else 1.0
+    return soft if overlap >= FILTER_AGREEMENT else rough.float()
+
+
+def classic_answer(image: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The classic answer for one 1 x 3 x H x W image: its saliency map above the Otsu threshold
+    through fast mode's guided filter (:func:`refined_rough_object`), no fit. Returns 1 x 1 x H x W
+    maps: "mask" ({0, 1}), "soft_mask", and the hints a fit would use, "fg" and "bg"."""
+    fg, bg, rough = auto_hints(image)
+    soft = refined_rough_object(image, rough)
+    return {"mask": (soft > 0.5).float(), "soft_mask": soft, "fg": fg, "bg": bg}
+
+
+def _classic(image: torch.Tensor, config: SolverConfig) -> SegmentationResult:
+    """:func:`classic_answer` as a result: no history, no nets; ``hints`` are the ones a fit would
+    use (pass them back with method="dip"); the layers are the image cut by the mask."""
+    start = time.perf_counter()
+    out = classic_answer(image)
+    mask = out["mask"]
+    return SegmentationResult(task="segment", mask=hwc(mask[0]), soft_mask=hwc(out["soft_mask"][0]),
+                              foreground=hwc((image * mask)[0]), background=hwc((image * (1 - mask))[0]),
+                              seconds=time.perf_counter() - start, config=config,
+                              hints={"fg": hwc(out["fg"][0]), "bg": hwc(out["bg"][0])}, method="saliency")
+
+
 def segment_many(images: list, config: SolverConfig, fg_hints=None, bg_hints=None,
-                 hints: str = "auto") -> list[SegmentationResult]:
+                 hints: str = "auto", method: str | None = None) -> list[SegmentationResult]:
     """:func:`segment` for several images of one size in one batched run (hints: one per image,
-    or None; ``hints``: what runs for images without them, see :func:`segment`)."""
+    or None; ``hints``: what runs for images without them; ``method``: see :func:`segment`)."""
     check_hints_option(hints, fg_hints is not None or bg_hints is not None)
+    chosen = chosen_method(method, config, fg_hints is not None or bg_hints is not None, hints)
     if (fg_hints is None) != (bg_hints is None):
         raise ValueError("segment: give both fg_hint and bg_hint, or neither; got "
                          f"fg_hint={'set' if fg_hints is not None else None}, "
@@ -193,8 +255,11 @@ def segment_many(images: list, config: SolverConfig, fg_hints=None, bg_hints=Non
     if fg_hints is not None:
         fg = torch.cat([load_hint(h, f"fg_hint[{i}]" if many else "fg_hint", size, dev) for i, h in enumerate(fg_hints)])
         bg = torch.cat([load_hint(h, f"bg_hint[{i}]" if many else "bg_hint", size, dev) for i, h in enumerate(bg_hints)])
+    elif chosen == "saliency":
+        results = [_classic(img, config.replace(seed=config.seed + b)) for b, img in enumerate(imgs)]
+        return _checked(described(results, dev, image=list(zip(images, imgs))))
     elif hints == "auto":
-        fg, bg = (torch.cat(maps) for maps in zip(*(auto_hints(img) for img in imgs)))
+        fg, bg, _ = (torch.cat(maps) for maps in zip(*(auto_hints(img) for img in imgs)))
     defaults = SPEC.defaults_for(config.mode)
     stages = split_iterations(config.iterations, defaults.stages)
     seeds = [config.seed + i for i in range(len(imgs))]
@@ -215,11 +280,16 @@ def segment_many(images: list, config: SolverConfig, fg_hints=None, bg_hints=Non
         described(results, dev, reporter, image=list(zip(images, imgs)),
                   fg_hint=None if fg_hints is None else list(zip(fg_hints, imgs)),
                   bg_hint=None if bg_hints is None else list(zip(bg_hints, imgs)))
-        for r in results:
-            message = trivial_mask_message(r.mask)
-            if message is not None:
-                warn_short_run(r, message)
-        return results
+        return _checked(results)
+
+
+def _checked(results: list[SegmentationResult]) -> list[SegmentationResult]:
+    """``results``, each warned of (:func:`warn_short_run`) where its mask is the trivial answer."""
+    for r in results:
+        message = trivial_mask_message(r.mask)
+        if message is not None:
+            warn_short_run(r, message)
+    return results
 
 
 # a mask covering less than this fraction of the image, or more than 1 minus it, is the trivial
@@ -238,8 +308,8 @@ def trivial_mask_message(mask) -> str | None:
 
 
 def segment(image, config: SolverConfig | None = None, *, fg_hint=None, bg_hint=None, hints: str = "auto",
-            iterations: int | None = None, seed: int | None = None, device: str | None = None,
-            progress: bool | None = None) -> SegmentationResult:
+            method: str | None = None, iterations: int | None = None, seed: int | None = None,
+            device: str | None = None, progress: bool | None = None) -> SegmentationResult:
     """Foreground/background segmentation, with hints: binary H x W maps marking sure foreground
     and sure background (keywords ``fg_hint`` and ``bg_hint``).
 
@@ -248,17 +318,22 @@ def segment(image, config: SolverConfig | None = None, *, fg_hint=None, bg_hint=
         eroded, and the complement of the salient regions, dilated); ``"none"``: the authors'
         hint-free variant (weaker). ``r.hints`` holds the maps used ({"fg", "bg"}, H x W; None
         for "none"): edit them and pass them back as ``fg_hint`` / ``bg_hint``.
+    method: ``"dip"``: the Double-DIP fit; ``"saliency"``: the classic answer, with automatic
+        hints only: the saliency map above its Otsu threshold through a guided filter (radius
+        1/8 of the short side), no fit (about 1 s at 128 x 128; ``foreground``/``background``
+        are the image cut by the mask). None (default): "saliency" in fast mode with automatic
+        hints (it scores above the fit there), "dip" otherwise. ``result.method`` says which ran.
 
     Returns ``mask`` (H x W in {0, 1}), ``soft_mask``, ``foreground``, ``background``.
     Default 2000 + 4000 iterations, lr 1e-3; the mask is refined by a guided filter (radius
     50). Fast mode: 200 + 400, stage 2 ending once the mask has settled, radius 1/8 of the
-    short side.
+    short side (the fit; with automatic hints fast mode's default is the classic answer, above).
     """
     config = resolve(config, {"image": image, "fg_hint": fg_hint, "bg_hint": bg_hint}, iterations=iterations,
                      seed=seed, device=device, progress=progress)
     fg = None if fg_hint is None else [fg_hint]
     bg = None if bg_hint is None else [bg_hint]
-    return segment_many([image], config, fg, bg, hints)[0]  # checks that both hints or neither came
+    return segment_many([image], config, fg, bg, hints, method)[0]  # checks that both hints or neither came
 
 
 # ---- the task's spec -----------------------------------------------------------------------
@@ -326,7 +401,10 @@ SPEC = register(TaskSpec(
                   batch_option="bg_hints")),
     options=(Option("hints", "with no --fg-hint/--bg-hint: auto (default) computes hints from a saliency map "
                     "(written as fg_hint.png, bg_hint.png); none runs the authors' hint-free variant",
-                    type=str, choices=HINTS),),
+                    type=str, choices=HINTS),
+             Option("method", "dip: the Double-DIP fit; saliency: the classic answer with automatic hints, the "
+                    "saliency map's threshold through a guided filter, no fit (default: saliency in fast mode "
+                    "with automatic hints, else dip)", type=str, choices=METHODS)),
     defaults={"reference": Defaults(DEFAULT_ITERATIONS, DEFAULT_LR), "fast": Defaults(FAST_ITERATIONS, DEFAULT_LR)},
     export=export_recombination, bench=bench_problem,
     evaluation=Evaluation(cases=evaluation_cases, score=metrics.score_segment, baselines=baselines,

@@ -638,8 +638,8 @@ def dehaze_video(frames, config: SolverConfig | None = None, *, airlight=None, l
 
 
 def segment_video(frames, config: SolverConfig | None = None, *, fg_hints=None, bg_hints=None,
-                  hints: str = "auto", frames_per_step: int | None = None, iterations: int | None = None,
-                  seed: int | None = None, device: str | None = None,
+                  hints: str = "auto", method: str | None = None, frames_per_step: int | None = None,
+                  iterations: int | None = None, seed: int | None = None, device: str | None = None,
                   progress: bool | None = None) -> VideoSegmentationResult:
     """Foreground/background segmentation of a clip (ALGORITHM.md 6.3) with two layer nets and a
     mask net shared by all frames.
@@ -651,7 +651,9 @@ def segment_video(frames, config: SolverConfig | None = None, *, fg_hints=None, 
     hint-free variant. frames_per_step: frames fitted per iteration (default 3).
     Returns ``mask`` (T x H x W in {0, 1}), ``soft_mask`` (T x H x W), ``foreground`` and
     ``background`` (T x H x W x 3); each frame's mask refined by a guided filter. Iterations
-    and lr as :func:`doubledip.segment`.
+    and lr as :func:`doubledip.segment`. method: as :func:`doubledip.segment`'s: in fast mode
+    with automatic hints (the default there) each frame's classic answer, ``dd.segment``'s for
+    that frame alone, with no fit (``result.method == "saliency"``); ``"dip"``: the fit.
 
     Fast mode fits the frames in turn rather than together: the first frame as
     :func:`doubledip.segment`'s fast run (``iterations``), each next frame from the previous
@@ -670,14 +672,18 @@ def segment_video(frames, config: SolverConfig | None = None, *, fg_hints=None, 
     if hints not in segmentation.HINTS:
         raise ValueError(f"hints must be one of {segmentation.HINTS}, got {hints!r}")
     per_step = _per_step(frames_per_step, "segment_video")
+    chosen = segmentation.chosen_method(method, config, fg_hints is not None, hints)
     in_turn = config.mode == "fast" and frames_per_step is None
     dev = config.resolve_device()
     clip, x = load_frames(frames, "segment_video", 1 if in_turn else per_step, dev)
+    if chosen == "saliency":
+        return _described(_segment_classic(x, clip, config), dev, None, frames=(frames, clip),
+                          fg_hints=(None, None), bg_hints=(None, None))
     fg = bg = None
     if fg_hints is not None:
         fg, bg = load_hints(fg_hints, "fg_hints", clip, dev), load_hints(bg_hints, "bg_hints", clip, dev)
     elif hints == "auto":  # each frame's own, as dd.segment computes them
-        fg, bg = (torch.cat(maps) for maps in zip(*(segmentation.auto_hints(x[t:t + 1]) for t in range(len(x)))))
+        fg, bg, _ = (torch.cat(maps) for maps in zip(*(segmentation.auto_hints(x[t:t + 1]) for t in range(len(x)))))
     defaults = segmentation.SPEC.defaults_for(config.mode)
     stages = split_iterations(config.iterations, defaults.stages)
     warm = split_iterations(warm_iterations(sum(stages), len(x)), WARM_STAGES)
@@ -697,10 +703,24 @@ def segment_video(frames, config: SolverConfig | None = None, *, fg_hints=None, 
             foreground=frames_hwc(best["foreground"]), background=frames_hwc(best["background"]), fps=clip.fps,
             history=reporter.history, seconds=time.perf_counter() - start, config=config,
             hints=None if fg is None else {"fg": frames_hwc(fg), "bg": frames_hwc(bg)},
-            hint_source="given" if fg_hints is not None else hints)
+            hint_source="given" if fg_hints is not None else hints, method="dip")
     return _described(result, dev, reporter, frames=(frames, clip),
                       fg_hints=(fg_hints, None) if fg_hints is None else (fg_hints, clip),
                       bg_hints=(bg_hints, None) if bg_hints is None else (bg_hints, clip))
+
+
+def _segment_classic(x: torch.Tensor, clip, config: SolverConfig) -> VideoSegmentationResult:
+    """Each frame of ``x`` (T x 3 x H x W) segmented alone by the image task's classic answer."""
+    start = time.perf_counter()
+    frames = [segmentation.classic_answer(x[t:t + 1]) for t in range(len(x))]
+    stack = {name: torch.cat([f[name] for f in frames]) for name in frames[0]}
+    mask = stack["mask"]
+    return VideoSegmentationResult(
+        task="segment_video", mask=frames_hwc(mask), soft_mask=frames_hwc(stack["soft_mask"]),
+        foreground=frames_hwc(x * mask), background=frames_hwc(x * (1 - mask)), fps=clip.fps,
+        seconds=time.perf_counter() - start, config=config,
+        hints={"fg": frames_hwc(stack["fg"]), "bg": frames_hwc(stack["bg"])}, hint_source="auto",
+        method="saliency")
 
 
 def warm_iterations(first: int, frames: int) -> int:
@@ -812,6 +832,9 @@ SEGMENT_SPEC = register(TaskSpec(
                   required=False)),
     options=(Option("hints", "with no --fg-hints/--bg-hints: auto (default) computes each frame's hints from its "
                     "saliency map; none runs the hint-free variant", type=str, choices=segmentation.HINTS),
+             Option("method", "dip: the fit; saliency: each frame's classic answer with automatic hints, no fit "
+                    "(default: saliency in fast mode with automatic hints, else dip)", type=str,
+                    choices=segmentation.METHODS),
              FRAMES_PER_STEP),
     defaults=segmentation.SPEC.defaults, not_batched=NOT_BATCHED, evaluation=_evaluation("segment_video"),
     extra={"frame_task": "segment"},
