@@ -258,10 +258,18 @@ def worker(args) -> None:
                "threads": torch.get_num_threads(), "loadavg_start": load}
         print(MARKER + json.dumps(out), flush=True)
         return
+    profiler = None
+    if args.profile:  # every op of the run, setup included; shares of self CPU time
+        from torch.profiler import ProfilerActivity, profile
+        profiler = profile(activities=[ProfilerActivity.CPU])
+        profiler.__enter__()
     if args.worker_side == "authors":
         res = run_authors(args.worker_task, args.worker_size, args.seed, args.block, stop_at, Path(args.reference))
     else:
         res = run_ours(args.worker_task, args.worker_size, args.seed, args.block, stop_at, args.ours_tree)
+    if profiler is not None:
+        profiler.__exit__(None, None, None)
+        res["profile"] = top_ops(profiler, stop_at)
     peak = _authors().peak_mb()
     wall = [(i, t) for i, t, _ in res["stamps"]]
     cpu = [(i, c) for i, _, c in res["stamps"]]
@@ -272,7 +280,32 @@ def worker(args) -> None:
            "warmup": args.warmup, "block": args.block, "stage_offset": res["stage_offset"],
            "seconds": res["seconds"], "rss_before_mb": res["rss_before"], "peak_rss_mb": peak,
            "loadavg_start": load, "loadavg_end": os.getloadavg(), "doubledip_file": res.get("doubledip_file")}
+    if "profile" in res:
+        out["profile"] = res["profile"]
     print(MARKER + json.dumps(out), flush=True)
+
+
+def top_ops(profiler, iterations: int, count: int = 12) -> list[dict]:
+    """The ``count`` ops with the most self CPU time over a profiled run: name, ms per iteration
+    (the run's total over its ``iterations``), share of the run's self CPU time."""
+    events = [e for e in profiler.key_averages() if e.self_cpu_time_total > 0]
+    total = sum(e.self_cpu_time_total for e in events)
+    events.sort(key=lambda e: -e.self_cpu_time_total)
+    return [{"op": e.key, "ms_per_iter": e.self_cpu_time_total / 1000 / iterations,
+             "share": e.self_cpu_time_total / total, "calls_per_iter": e.count / iterations} for e in events[:count]]
+
+
+def profile_table(runs: list[dict]) -> str:
+    """Per task, size and side (first round profiled): the top ops by self CPU time."""
+    lines = []
+    for r in runs:
+        if "profile" not in r:
+            continue
+        lines += [f"\n{r['task']} {r['size']}, {r['side']} (profiled: {r['s_per_iter']:.3f} s/iter wall)",
+                  "| op | ms/iter (self CPU) | share | calls/iter |", "|---|---|---|---|"]
+        lines += [f"| {o['op']} | {o['ms_per_iter']:.1f} | {100 * o['share']:.1f}% | {o['calls_per_iter']:.1f} |"
+                  for o in r["profile"]]
+    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------------- driver
@@ -284,6 +317,7 @@ def _spawn(args, side: str, task: str, size: int, rnd: int) -> dict:
            "--threads", str(args.threads), "--warmup", str(args.warmup), "--blocks", str(args.blocks),
            "--block", str(args.block), "--seed", str(args.seed), "--worker-side", side,
            *(["--ours-tree", str(Path(args.ours_tree).resolve())] if args.ours_tree else []), *(["--flops"] if args.flops else []),
+           *(["--profile"] if args.profile else []),
            "--worker-task", task, "--worker-size", str(size), "--worker-round", str(rnd)]
     return _authors().run_worker(cmd, args.threads, MARKER, f"{side} {task} {size} round {rnd}")
 
@@ -393,6 +427,9 @@ def main(argv=None) -> int:
     p.add_argument("--flops", action="store_true",
                    help="instead of timing: count GFLOP per iteration on both sides and measure the fp32 "
                         "matmul rate; with timed runs in the same --from-json, the table gains the bound")
+    p.add_argument("--profile", action="store_true",
+                   help="record each run's top ops by self CPU time (torch.profiler; it slows the run: "
+                        "time without it)")
     p.add_argument("--json", default=None, help="write every run's record to this file (after each run)")
     p.add_argument("--from-json", nargs="+", default=None, metavar="FILE",
                    help="only print the table for runs saved earlier with --json (no runs)")
@@ -403,7 +440,9 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     if args.from_json:
-        print(summarise([r for f in args.from_json for r in json.loads(Path(f).read_text())]))
+        loaded = [r for f in args.from_json for r in json.loads(Path(f).read_text())]
+        print(summarise(loaded))
+        print(profile_table(loaded))
         return 0
     ref = Path(args.reference) if args.reference else None
     missing = [f for f in REFERENCE_FILES if ref is None or not (ref / f).is_file()]
@@ -441,6 +480,7 @@ def main(argv=None) -> int:
         if args.json:  # after every run: a long session that stops early keeps what it measured
             Path(args.json).write_text(json.dumps(runs, indent=1))
     print(summarise(runs))
+    print(profile_table(runs))
     return 0
 
 
