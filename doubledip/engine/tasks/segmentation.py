@@ -25,7 +25,7 @@ HINTS = ("auto", "none")  # with no fg/bg hint given: saliency hints, or the aut
 # segment(method=...): "dip", the Double-DIP fit; "saliency", the classic answer, for automatic
 # hints only: the saliency map above its Otsu threshold (the rough object the hints are cut
 # from) through fast mode's guided filter, no fit. Unset: "saliency" in fast mode with automatic
-# hints (above the fit on every draw screened, in about 1 s instead of 20-40:
+# hints (at or above the fit on every draw measured, in about 1 s instead of 20-45:
 # benchmarks/experiments/segmentation_hints.md), "dip" otherwise
 METHODS = ("dip", "saliency")
 # fast mode (benchmarks/experiments/segmentation_hints.md): 200 + 400 iterations, stage 2 ending
@@ -238,11 +238,11 @@ def segment_many(images: list, config: SolverConfig, fg_hints=None, bg_hints=Non
     """:func:`segment` for several images of one size in one batched run (hints: one per image,
     or None; ``hints``: what runs for images without them; ``method``: see :func:`segment`)."""
     check_hints_option(hints, fg_hints is not None or bg_hints is not None)
-    chosen = chosen_method(method, config, fg_hints is not None or bg_hints is not None, hints)
     if (fg_hints is None) != (bg_hints is None):
         raise ValueError("segment: give both fg_hint and bg_hint, or neither; got "
                          f"fg_hint={'set' if fg_hints is not None else None}, "
                          f"bg_hint={'set' if bg_hints is not None else None}")
+    chosen = chosen_method(method, config, fg_hints is not None, hints)
     many = len(images) > 1
     if fg_hints is not None and not (len(fg_hints) == len(bg_hints) == len(images)):
         raise ValueError(f"segment: expected one fg and one bg hint per image ({len(images)}), "
@@ -322,7 +322,7 @@ def segment(image, config: SolverConfig | None = None, *, fg_hint=None, bg_hint=
         hints only: the saliency map above its Otsu threshold through a guided filter (radius
         1/8 of the short side), no fit (about 1 s at 128 x 128; ``foreground``/``background``
         are the image cut by the mask). None (default): "saliency" in fast mode with automatic
-        hints (it scores above the fit there), "dip" otherwise. ``result.method`` says which ran.
+        hints (at or above the fit on every draw measured), "dip" otherwise. ``result.method`` says which ran.
 
     Returns ``mask`` (H x W in {0, 1}), ``soft_mask``, ``foreground``, ``background``.
     Default 2000 + 4000 iterations, lr 1e-3; the mask is refined by a guided filter (radius
