@@ -274,3 +274,11 @@ def test_the_rough_object_stands_where_the_guided_filter_would_wash_it_out():
     expected = guided_filter(image, disc, radius=6, eps=1e-4).clamp(0, 1)
     torch.testing.assert_close(soft, expected)
     assert not torch.equal(soft, disc) and metrics.iou((soft > 0.5).float().numpy()[0, 0], truth) > 0.95
+
+
+def test_the_classic_answer_for_several_images_shows_its_progress(capsys):
+    imgs = [_image(0), _image(1), _image(2)]
+    rs = segmentation.segment_many(imgs, dd.SolverConfig(mode="fast", progress=True))
+    assert [r.method for r in rs] == ["saliency"] * 3 and "3/3" in capsys.readouterr().err
+    for img, r in zip(imgs, rs):  # each as the image alone
+        np.testing.assert_array_equal(r.mask, dd.segment(img, dd.SolverConfig(mode="fast")).mask)

@@ -362,6 +362,14 @@ def test_fast_segment_video_with_automatic_hints_is_each_frames_classic_answer(t
         dd.segment_video(clip, fast, hints="none", method="saliency")
 
 
+def test_fast_segment_video_classic_answer_shows_its_progress_by_frames(capsys):
+    dd.segment_video(_clip(), dd.SolverConfig(mode="fast", progress=True))
+    err = capsys.readouterr().err
+    assert f"{T}/{T}" in err and "frame" in err
+    dd.segment_video(_clip(), dd.SolverConfig(mode="fast", progress=False))
+    assert "frame" not in capsys.readouterr().err
+
+
 def test_video_tasks_take_their_config_after_the_clip_and_the_rest_as_keywords():
     import inspect
 

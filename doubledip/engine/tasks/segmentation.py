@@ -221,6 +221,24 @@ def classic_answer(image: torch.Tensor) -> dict[str, torch.Tensor]:
     return {"mask": (soft > 0.5).float(), "soft_mask": soft, "fg": fg, "bg": bg}
 
 
+def classic_progress(items: list, config: SolverConfig, unit: str = "image"):
+    """(index, item) over ``items``, with a progress bar counting them when ``config.progress``
+    and there are several (the classic answer takes about 1 s an item)."""
+    bar = None
+    if config.progress and len(items) > 1:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(items), desc="segment (saliency, no fit)", unit=unit, leave=True)
+    try:
+        for i, item in enumerate(items):
+            yield i, item
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
 def _classic(image: torch.Tensor, config: SolverConfig) -> SegmentationResult:
     """:func:`classic_answer` as a result: no history, no nets; ``hints`` are the ones a fit would
     use (pass them back with method="dip"); the layers are the image cut by the mask."""
@@ -256,7 +274,7 @@ def segment_many(images: list, config: SolverConfig, fg_hints=None, bg_hints=Non
         fg = torch.cat([load_hint(h, f"fg_hint[{i}]" if many else "fg_hint", size, dev) for i, h in enumerate(fg_hints)])
         bg = torch.cat([load_hint(h, f"bg_hint[{i}]" if many else "bg_hint", size, dev) for i, h in enumerate(bg_hints)])
     elif chosen == "saliency":
-        results = [_classic(img, config.replace(seed=config.seed + b)) for b, img in enumerate(imgs)]
+        results = [_classic(img, config.replace(seed=config.seed + b)) for b, img in classic_progress(imgs, config)]
         return _checked(described(results, dev, image=list(zip(images, imgs))))
     elif hints == "auto":
         fg, bg, _ = (torch.cat(maps) for maps in zip(*(auto_hints(img) for img in imgs)))
