@@ -175,9 +175,14 @@ def auto_hints(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.T
     return tuple(torch.from_numpy(h)[None, None].to(image.device) for h in maps)
 
 
+def fast_guide_radius(size: tuple[int, int]) -> int:
+    """Fast mode's guided filter radius: FAST_GUIDE_RADIUS of the short side, at least 1 px."""
+    return max(1, round(FAST_GUIDE_RADIUS * min(size)))
+
+
 def guide_radius(config: SolverConfig, size: tuple[int, int]) -> int:
-    """The guided filter's radius: 50 px (the reference), in fast mode FAST_GUIDE_RADIUS of the short side."""
-    return max(1, round(FAST_GUIDE_RADIUS * min(size))) if config.mode == "fast" else 50
+    """The guided filter's radius: 50 px (the reference), in fast mode :func:`fast_guide_radius`."""
+    return fast_guide_radius(size) if config.mode == "fast" else 50
 
 
 def chosen_method(method, config: SolverConfig, given: bool, hints: str) -> str:
@@ -204,8 +209,7 @@ def refined_rough_object(image: torch.Tensor, rough: torch.Tensor) -> torch.Tens
     """The rough object (1 x 1 x H x W in {0, 1}) through fast mode's guided filter with the
     image (1 x 3 x H x W) as guide, clamped to [0, 1]; the rough object itself where the
     filter's mask (> 0.5) overlaps it by less than :data:`FILTER_AGREEMENT` (IoU)."""
-    size = tuple(image.shape[-2:])
-    soft = guided_filter(image, rough, radius=max(1, round(FAST_GUIDE_RADIUS * min(size))), eps=1e-4).clamp(0, 1)
+    soft = guided_filter(image, rough, radius=fast_guide_radius(tuple(image.shape[-2:])), eps=1e-4).clamp(0, 1)
     filtered, kept = soft > 0.5, rough > 0.5
     union = (filtered | kept).sum()
     overlap = float((filtered & kept).sum() / union) if union else 1.0
