@@ -168,7 +168,9 @@ def _run(args) -> Path:
         import doubledip as dd
 
         hazy = demo_image()
-        runs = [(out, dd.dehaze(hazy, _long_run(args, _config(args))))]
+        # the demo shows the fit (fast mode's default dehazing is the classic prior, no fit); the
+        # fit's result is kept only where it explains the image better than the prior's
+        runs = [(out, dd.dehaze(hazy, _long_run(args, _config(args)), method="dip"))]
         extra = {"input": hazy}
     else:
         spec = registry.get(args.task)

@@ -129,7 +129,7 @@ def test_fast_dehaze_runs_one_pass_pulled_toward_the_dark_channel_prior():
     from doubledip.engine.tasks import dehazing
 
     img = _image(3, 32, 32)
-    fast = dd.dehaze(img, dd.SolverConfig(iterations=3, mode="fast", log_every=1))
+    fast = dd.dehaze(img, dd.SolverConfig(iterations=3, mode="fast", log_every=1), method="dip")
     assert {h["pass"] for h in fast.history} == {0}
     ref = dd.dehaze(img, dd.SolverConfig(iterations=4, log_every=1))
     assert {h["pass"] for h in ref.history} == {0, 1}
@@ -356,19 +356,42 @@ def test_fast_dehazing_returns_the_classic_result_when_the_fit_does_not_explain_
 
     hazy = _image(4, 32, 32) * 0.5 + 0.4
     monkeypatch.setattr(dehazing, "FALLBACK_MARGIN", 1.0)  # the fit can never be better by 100%
-    r = dd.dehaze(hazy, dd.SolverConfig(mode="fast", iterations=20))
+    r = dd.dehaze(hazy, dd.SolverConfig(mode="fast", iterations=20), method="dip")
     classic = dd.dehaze(hazy, method="dcp")
     assert r.method == "dcp" and r.selection.startswith("dcp: the fit did not")
     np.testing.assert_allclose(r.image, classic.image, atol=1e-6)
     np.testing.assert_allclose(r.transmission, classic.transmission, atol=1e-6)
     assert r.fitted is None and r.history  # the fit ran; its nets do not make these outputs
     monkeypatch.setattr(dehazing, "FALLBACK_MARGIN", -math.inf)  # any finite residual is better
-    kept = dd.dehaze(hazy, dd.SolverConfig(mode="fast", iterations=20))
+    kept = dd.dehaze(hazy, dd.SolverConfig(mode="fast", iterations=20), method="dip")
     assert (kept.method, kept.selection[:4]) == ("dip", "dip:") and kept.fitted is not None
     assert dd.dehaze(hazy, dd.SolverConfig(iterations=4)).selection == ""  # reference mode: the fit
     monkeypatch.setattr(dehazing, "FALLBACK_MARGIN", 1.0)
     forced = dd.dehaze(hazy, dd.SolverConfig(mode="fast", iterations=20), keep_fit=True)
     assert forced.method == "dip" and forced.selection == "" and forced.fitted is not None
+
+
+def test_fast_dehazings_default_call_is_the_dark_channel_prior_without_a_fit():
+    hazy = _image(4, 32, 32) * 0.5 + 0.4
+    r = dd.dehaze(hazy, dd.SolverConfig(mode="fast", iterations=20))
+    classic = dd.dehaze(hazy, method="dcp")
+    np.testing.assert_array_equal(r.image, classic.image)
+    np.testing.assert_array_equal(r.transmission, classic.transmission)
+    np.testing.assert_array_equal(r.airlight, classic.airlight)
+    assert r.method == "dcp" and r.selection.startswith("dcp: fast mode's default") and classic.selection == ""
+    assert r.history == [] and r.fitted is None and r.stop_reason == "no fit"
+    # keep_fit asks for the fit; reference mode's default is the fit
+    forced = dd.dehaze(hazy, dd.SolverConfig(mode="fast", iterations=3), keep_fit=True)
+    assert forced.method == "dip" and forced.history and forced.fitted is not None
+    assert dd.dehaze(hazy, dd.SolverConfig(iterations=2)).method == "dip"
+
+
+def test_dehazing_refuses_an_unknown_method_and_the_prior_with_keep_fit():
+    hazy = _image(4, 16, 16)
+    with pytest.raises(ValueError, match="method must be one of"):
+        dd.dehaze(hazy, method="haze-lines")
+    with pytest.raises(ValueError, match="keep_fit=True keeps the fit"):
+        dd.dehaze(hazy, dd.SolverConfig(mode="fast"), method="dcp", keep_fit=True)
 
 
 def test_the_haze_residual_is_zero_for_the_true_transmission_and_grows_where_it_is_too_low():

@@ -340,6 +340,13 @@ def test_cli_dehaze_method_dcp(tmp_path):
     Image.fromarray((_image() * 255).astype(np.uint8)).save(tmp_path / "hazy.png")
     assert main(["dehaze", str(tmp_path / "hazy.png"), "--method", "dcp", "-o", str(tmp_path / "o"), "--quiet"]) == 0
     assert json.loads((tmp_path / "o" / "result.json").read_text())["run"]["method"] == "dcp"
+    # fast mode's default is the prior, no fit; --method dip fits
+    assert main(["dehaze", str(tmp_path / "hazy.png"), "--mode", "fast", "-o", str(tmp_path / "f"), "--quiet"]) == 0
+    run = json.loads((tmp_path / "f" / "result.json").read_text())["run"]
+    assert (run["method"], run["stop_reason"]) == ("dcp", "no fit") and run["selection"].startswith("dcp: fast mode's default")
+    assert main(["dehaze", str(tmp_path / "hazy.png"), "--mode", "fast", "--method", "dip", "--keep-fit", "--iterations", "2",
+                 "-o", str(tmp_path / "g"), "--quiet"]) == 0
+    assert json.loads((tmp_path / "g" / "result.json").read_text())["run"]["method"] == "dip"
 
 
 def test_remove_watermark_method_inpainting_is_the_classic_answer_with_no_fit(tmp_path):

@@ -50,9 +50,13 @@ def _choice(hazy, fit, classic) -> str:
     return "dip" if mine < (1 - FALLBACK_MARGIN) * theirs else "dcp"
 
 
-def cases(size: int):
+def cases(size: int, images: list[str] | None = None):
+    """The screen's five cases, or, with ``images`` (scikit-image sample names), two per image:
+    the suite's smooth depth and the horse's edge depth (cases the rule was not chosen on)."""
     from doubledip.evaluation.cases import dehaze_case
 
+    if images:
+        return [c for name in images for c in (dehaze_case(size, name), edge_depth_case(size, name, "horse"))]
     return [dehaze_case(size), dehaze_case(size, "coffee"), dehaze_case(size, "chelsea", airlight=(0.9, 0.9, 0.88)),
             edge_depth_case(size, "astronaut", "horse"), edge_depth_case(size, "coffee", "horse")]
 
@@ -78,6 +82,8 @@ def main(argv=None) -> int:
     parser.add_argument("--iterations", type=int, default=None, help="default: fast mode's")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--cases", default=None, help="comma-separated case names (default: all)")
+    parser.add_argument("--images", default=None,
+                        help="comma-separated scikit-image samples: each hazed through both depths instead of the five cases")
     parser.add_argument("--keep", default=None, help="folder for the outputs (.npz per case and seed)")
     parser.add_argument("-o", "--output", default=None)
     parser.add_argument("--table", nargs="+", default=None, metavar="JSON",
@@ -93,7 +99,7 @@ def main(argv=None) -> int:
     from doubledip.evaluation.metrics import psnr, ssim
 
     rows = []
-    for case in cases(args.size):
+    for case in cases(args.size, args.images.split(",") if args.images else None):
         if args.cases and case.name not in args.cases.split(","):
             continue
         hazy, truth = case.args[0], case.truth
