@@ -383,6 +383,8 @@ def test_fast_dehazings_default_call_is_the_dark_channel_prior_without_a_fit():
     # keep_fit asks for the fit; reference mode's default is the fit
     forced = dd.dehaze(hazy, dd.SolverConfig(mode="fast", iterations=3), keep_fit=True)
     assert forced.method == "dip" and forced.history and forced.fitted is not None
+    learned = dd.dehaze(hazy, dd.SolverConfig(mode="fast", iterations=2), learn_airlight=True)
+    assert learned.history and not learned.selection.startswith("dcp: fast mode's default")  # the fit ran
     assert dd.dehaze(hazy, dd.SolverConfig(iterations=2)).method == "dip"
 
 
@@ -390,8 +392,10 @@ def test_dehazing_refuses_an_unknown_method_and_the_prior_with_keep_fit():
     hazy = _image(4, 16, 16)
     with pytest.raises(ValueError, match="method must be one of"):
         dd.dehaze(hazy, method="haze-lines")
-    with pytest.raises(ValueError, match="keep_fit=True keeps the fit"):
+    with pytest.raises(ValueError, match="keep_fit=True is an option of the fit"):
         dd.dehaze(hazy, dd.SolverConfig(mode="fast"), method="dcp", keep_fit=True)
+    with pytest.raises(ValueError, match="learn_airlight=True is an option of the fit"):
+        dd.dehaze(hazy, method="dcp", learn_airlight=True)
 
 
 def test_the_haze_residual_is_zero_for_the_true_transmission_and_grows_where_it_is_too_low():

@@ -139,19 +139,21 @@ def _one_pass(images: torch.Tensor, airlight0: torch.Tensor, learn: bool, iterat
     return J_final, t, A, problem
 
 
-def chosen_method(method, config: SolverConfig, keep_fit: bool) -> str:
+def chosen_method(method, config: SolverConfig, keep_fit: bool, learn_airlight: bool = False) -> str:
     """The method a run takes (:data:`METHODS`): ``method``, or where None the mode's: the fit in
-    reference mode, the dark channel prior in fast mode (the fit where ``keep_fit`` asks for it).
+    reference mode, the dark channel prior in fast mode (the fit where ``keep_fit`` or
+    ``learn_airlight``, options of the fit, ask for it).
     Fast mode's fit gained at most 0.13 dB over the prior on 15 hazed cases and lost 0.07-0.22 dB
     on held-out ones where its selection rule kept it (benchmarks/experiments/dehaze_vs_dcp.md)."""
     if method is not None and method not in METHODS:
         raise ValueError(f"dehaze: method must be one of {METHODS} (or None: the mode's), got {method!r}")
-    if method == "dcp" and keep_fit:
-        raise ValueError("dehaze: keep_fit=True keeps the fit's outputs, but method='dcp' runs no fit; "
-                         "use method='dip' (or None) with keep_fit")
+    for name, given in (("keep_fit", keep_fit), ("learn_airlight", learn_airlight)):
+        if method == "dcp" and given:
+            raise ValueError(f"dehaze: {name}=True is an option of the fit, but method='dcp' runs no fit; "
+                             f"use method='dip' (or None) with {name}")
     if method is not None:
         return method
-    return "dcp" if config.mode == "fast" and not keep_fit else "dip"
+    return "dcp" if config.mode == "fast" and not (keep_fit or learn_airlight) else "dip"
 
 
 # ``selection`` of fast mode's default call, which runs no fit
@@ -164,7 +166,7 @@ def dehaze_many(images: list, config: SolverConfig, airlight=None, learn_airligh
     """:func:`dehaze` for several images of one size in one batched run (``airlight``: None, 3
     values for all, or one triple per image)."""
     asked = method
-    method = chosen_method(method, config, keep_fit)
+    method = chosen_method(method, config, keep_fit, learn_airlight)
     defaults = SPEC.defaults_for(config.mode)
     if passes is None:
         passes = defaults.passes
@@ -285,7 +287,8 @@ def dehaze(image, config: SolverConfig | None = None, *, airlight=None, learn_ai
     keep_fit: fast mode with ``method="dip"`` returns the dark channel prior's result instead of
         the fit's when the fit does not explain the image better (:func:`haze_residual`, judged
         without ground truth); ``method`` then says "dcp" and ``selection`` why. True: always
-        the fit (with ``method=None`` it asks for the fit in fast mode too).
+        the fit (with ``method=None`` it asks for the fit in fast mode too, as
+        ``learn_airlight`` does; either with ``method="dcp"`` is an error).
 
     airlight: the airlight A as 3 values in [0, 1]; None estimates it with the dark channel prior.
     learn_airlight: learn A (an ambient DIP on a meshgrid input) in the first pass too.
